@@ -1,7 +1,8 @@
 """``zsseg_rt.stream.Session`` (issue 80, item 1): what ``zsseg camera`` runs, from Python. Its results in the app's
 own loop (``for item in session``) are the frames' labels its outputs hold; ``run()`` writes the same files and
 statistics as the command on the same input; SIGINT during the app's loop stops the stream as it stops the command
-(the outputs finalised and put in place, exit 130), and so does a ``break``. The command's own behaviour:
+(the outputs finalised and put in place, exit 130), and so does a ``break`` inside ``with Session(...)`` (a bare
+``break``, an exception: python_tests/stream/test_session_endings.py). The command's own behaviour:
 python_tests/cli/test_cli_camera*.py (which run through the Session)."""
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def test_run_writes_what_the_command_writes(tmp_path, tiny_bundle, capsys):
 @pytest.mark.parametrize("how", ["sigint", "break"])
 def test_an_interrupt_in_the_apps_loop_finalises_the_outputs(tmp_path, tiny_bundle, how):
     """SIGINT while the app's loop runs (the Session's handler: a flag the stream stops at, as the command's) or a
-    ``break``: the stream stops after the frames already on their way, every output is finalised and put in place
+    ``break`` inside ``with Session(...)``: the stream stops after the frames already on their way, every output is finalised and put in place
     (the label maps of the frames processed, the statistics file; nothing staged left), and the exit code is the
     command's (130 after SIGINT, 0 after a break). Control: without the Session's handler SIGINT raises
     KeyboardInterrupt in the app's loop and no output is put in place."""
@@ -87,14 +88,14 @@ def test_an_interrupt_in_the_apps_loop_finalises_the_outputs(tmp_path, tiny_bund
 
     clip = write_band_clip(tmp_path / "clip.avi", frames=40, fps=10.0, size=(64, 48))
     labels, stats = tmp_path / "labels", tmp_path / "stats.json"
-    session = Session(clip, tiny_bundle, "a,b", labels_out=str(labels), stats_json=str(stats))
     taken = 0
-    for _item in session:
-        taken += 1
-        if taken == 2:
-            if how == "break":
-                break
-            os.kill(os.getpid(), signal.SIGINT)
+    with Session(clip, tiny_bundle, "a,b", labels_out=str(labels), stats_json=str(stats)) as session:
+        for _item in session:
+            taken += 1
+            if taken == 2:
+                if how == "break":
+                    break
+                os.kill(os.getpid(), signal.SIGINT)
     assert session.exit_code == (130 if how == "sigint" else 0)
     processed = session.summary["processed"]
     assert taken <= processed < 40  # stopped early, every frame taken processed

@@ -128,12 +128,16 @@ class CameraOutputs:
         for kind, output in written:
             _say_written(output, kind)
 
-    def abort(self) -> None:
-        """After a failure: nothing is put in place; the staged files are removed (a partial video is kept)."""
+    def abort(self) -> List[str]:
+        """After a failure: nothing is put in place; the staged files are removed (a partial video that holds frames
+        is kept: it plays; its sink removed one that holds none). Returns the partial files kept."""
         self.plan.abort()
+        kept = []
         for output in self._staged.values():
             if isinstance(output, AtomicFile) and os.path.lexists(output.partial):
                 log.info("%s was not replaced; %s keeps what was written", output.path, output.partial)
+                kept.append(output.partial)
+        return kept
 
 
 def _say_written(output: Dict[str, Any], kind: Optional[str] = None) -> None:

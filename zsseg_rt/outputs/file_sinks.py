@@ -230,12 +230,20 @@ class VideoFileSink(FrameSink):
             log.debug("finished %s: %d frames", self._file.partial, self.frames)
 
     def abort(self) -> None:
-        """After a failed run: close the encoder without renaming (``path`` keeps its old content; the partial file
-        is kept, playable up to its last fragment)."""
+        """After a failed run: the file is finished without renaming (``path`` keeps its old content): the partial
+        file is kept when it holds a frame (every frame written when this file did not fail itself, else up to its
+        last fragment); one that holds none is removed, so that it refuses no later run (issue 87, M2/M6)."""
         writer, self._writer = self._writer, None
         self._finished = False
-        if writer is not None:
+        if writer is not None and self._failed:
             writer.abandon()
+        elif writer is not None:  # the run failed elsewhere (an app's error): the frames written are finalised
+            try:
+                writer.close()
+            except Exception as exc:  # noqa: BLE001 - kept as far as it was written; the run's failure is said
+                log.debug("finishing %s after a failed run: %s", self.partial, exc)
+        if self._file is not None and (self.frames == 0 or self._file.size() == 0):
+            self._file.discard()
 
 
 FRAME_NAME = "frame_{index:06d}{extension}"

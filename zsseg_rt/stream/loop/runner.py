@@ -40,117 +40,12 @@ from ..video_filter.video_metrics import VideoMetrics
 from .capture import Backoff, Frame, FrameGrabber
 from .flight import FlightSteps, open_flight
 from .protocols import DelayedSegmenter, ResultSink, StreamSegmenter
-from .vocabulary import ClassFileWatcher
+from .stream_stats import PERCENTILE_WINDOW, SourceStats, StreamStats, percentiles
+from .vocabulary import ClassFileWatcher, checked_names
 
 log = logging.getLogger("zsseg_rt.stream")
 
 QUEUE_SIZE = 2  # results waiting for a source's writer thread; a full queue leaves the source out of the next steps
-PERCENTILE_WINDOW = 1000  # latencies kept per source for p50 / p99 (the most recent frames)
-
-
-def _percentiles(values: Sequence[float]) -> Tuple[float, float]:
-    """(p50, p99) in ms of latencies in seconds; (0, 0) for none."""
-    if not values:
-        return 0.0, 0.0
-    p50, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 99])
-    return 1000.0 * float(p50), 1000.0 * float(p99)
-
-
-@dataclasses.dataclass
-class SourceStats:
-    """The counters and rates of one source of a stream (JSON-serialisable via ``as_dict``).
-
-    ``fps``: its processed frames per second over the last ``window`` frames; ``latency_ms``: mean time of the
-    ``segment`` calls its frames were in (a batched call counts for every frame in it), ``latency_p50_ms`` /
-    ``latency_p99_ms`` over its last ``PERCENTILE_WINDOW`` frames; ``e2e_latency_*``: from capture to its sinks
-    written. ``state``: the capture thread's ("streaming", "reconnecting", "ended", "failed", "stopped", ...);
-    ``error``: why it failed or last could not open; ``failed_opens``: open attempts that failed.
-    ``decode_errors``: damaged packets or images of a file or folder that were skipped; ``frames_declared``: the
-    frame count a video file's container declares (None: it declares none, or not a file), which a file that ends
-    before it falls short of (the log says so); ``ffmpeg_messages``: FFmpeg's own lines about the file (logged at
-    WARNING, the first ten; the rest counted); ``frames_missing``: frame numbers of a file or folder, by presentation
-    time, at which no frame was decoded (``missing_frames``: the first of them), which the outputs' names skip.
-    """
-
-    name: str = ""
-    source: str = ""
-    live: bool = False
-    state: str = "starting"
-    error: Optional[str] = None
-    processed: int = 0
-    captured: int = 0
-    dropped: int = 0
-    reconnects: int = 0
-    failed_opens: int = 0
-    decode_errors: int = 0
-    frames_declared: Optional[int] = None
-    ffmpeg_messages: int = 0
-    frames_missing: int = 0  # frame numbers (by presentation time) with no frame: the outputs' names skip them
-    missing_frames: List[int] = dataclasses.field(default_factory=list)  # the first of them
-    fps: float = 0.0
-    latency_ms: float = 0.0
-    latency_p50_ms: float = 0.0
-    latency_p99_ms: float = 0.0
-    e2e_latency_ms: float = 0.0
-    e2e_latency_p50_ms: float = 0.0
-    e2e_latency_p99_ms: float = 0.0
-    # video label metrics (zsseg_rt.stream.video_filter.video_metrics: flicker_pct, changed_pct, tc_pct, fps_end_to_end, keyframes)
-    # and the temporal filter's counters (VideoSegmenter.stats)
-    video: dict = dataclasses.field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def title(self) -> str:
-        return f"{self.fps:.1f} FPS  {self.latency_ms:.0f} ms  drop {self.dropped}"
-
-    def line(self) -> str:
-        """One short line for progress bars and logs: ``name 12.3 fps p50/p99 80/95 ms drop 0 rc 0`` (and the state
-        while it is not streaming)."""
-        text = (
-            f"{self.name} {self.fps:.1f} fps p50/p99 {self.latency_p50_ms:.0f}/{self.latency_p99_ms:.0f} ms "
-            f"drop {self.dropped} rc {self.reconnects}"
-        )
-        return text if self.state in ("streaming", "ended", "stopped") else f"{text} {self.state}"
-
-
-@dataclasses.dataclass
-class StreamStats:
-    """Counters and rates of a running stream, all sources together (a snapshot; JSON-serialisable via ``as_dict``).
-
-    With one source the numbers are that source's. ``fps``: processed frames per second of all sources (the sum of
-    their rates); ``latency_ms``: mean time in ``segment`` over the last ``window`` calls, ``latency_p50_ms`` /
-    ``latency_p99_ms`` per frame over the recent frames of all sources; ``e2e_latency_ms``: mean time from capture to
-    sinks written; ``engine_calls`` and ``mean_batch`` (frames per ``segment`` call); ``started_at`` (``time.time()``
-    when ``run()`` began), ``elapsed_s`` and ``cpu_s`` (CPU time of the whole process meanwhile); ``sources``: each source's :class:`SourceStats`.
-    """
-
-    processed: int = 0
-    captured: int = 0
-    dropped: int = 0
-    reconnects: int = 0
-    decode_errors: int = 0  # damaged packets / images skipped, all sources
-    fps: float = 0.0
-    latency_ms: float = 0.0
-    latency_p50_ms: float = 0.0
-    latency_p99_ms: float = 0.0
-    e2e_latency_ms: float = 0.0
-    engine_calls: int = 0
-    mean_batch: float = 0.0
-    started_at: float = 0.0  # time.time() when run() began
-    elapsed_s: float = 0.0  # seconds since then (at the end: how long the stream ran)
-    cpu_s: float = 0.0  # CPU seconds this process (all its threads) spent meanwhile
-    classes: List[str] = dataclasses.field(default_factory=list)
-    vocabulary_changes: int = 0
-    vocabulary_request: int = 0  # the last request_classes() number handled (applied, refused or replaced)
-    vocabulary_error: Optional[str] = None  # why that request was not applied; None when it was
-    sources: List[SourceStats] = dataclasses.field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def title(self) -> str:
-        return f"{self.fps:.1f} FPS  {self.latency_ms:.0f} ms  drop {self.dropped}"
 
 
 class _Stream:
@@ -293,6 +188,7 @@ class MultiStreamRunner:
         self._signalled: Optional[int] = None  # the signal received (set by the handler alone)
         self._stats_lock = threading.Lock()
         self._writer_error: Optional[BaseException] = None
+        self._abandoned = False  # abandon(): a failed run, its sinks aborted
         self._started: Optional[float] = None  # time.monotonic() when run() began
         self._ended: Optional[float] = None
         self._cpu_start = self._cpu_end = 0.0
@@ -305,6 +201,12 @@ class MultiStreamRunner:
         """Ask the loop to finish the current step and return (safe from signal handlers and other threads)."""
         self._stop.set()
         self._ready.set()
+
+    def abandon(self) -> None:
+        """Stop the loop as a failed run (any thread): its sinks are aborted, not closed, so nothing is put in place
+        (a ``Session`` whose app loop raised or was dropped unfinished: issue 87, H2)."""
+        self._abandoned = True
+        self.stop()
 
     def set_classes(self, names) -> None:
         """Change the vocabulary while streaming; applied before the next step (from any thread)."""
@@ -413,14 +315,14 @@ class MultiStreamRunner:
         failure comes first; the others are logged on one line each."""
         first: Optional[BaseException] = None
         sinks = self._all_sinks()
-        if self._writer_error is None:
+        if self._writer_error is None and not self._abandoned:
             for sink in sinks:
                 try:
                     getattr(sink, "finish", lambda: None)()  # a sink of its own may have none (then close() does it)
                 except Exception as exc:  # noqa: BLE001 - the run failed: every sink is aborted below
                     first = exc
                     break
-        failed = self._writer_error is not None or first is not None
+        failed = self._writer_error is not None or first is not None or self._abandoned
         for sink in sinks:
             try:
                 (getattr(sink, "abort", sink.close) if failed else sink.close)()
@@ -606,7 +508,7 @@ class MultiStreamRunner:
                 stream.e2e_window.append(e2e)
                 self._e2e_all.append(e2e)
                 stream.stats.e2e_latency_ms = 1000.0 * float(np.mean(stream.e2e_window))
-                stream.stats.e2e_latency_p50_ms, stream.stats.e2e_latency_p99_ms = _percentiles(stream.e2e)
+                stream.stats.e2e_latency_p50_ms, stream.stats.e2e_latency_p99_ms = percentiles(stream.e2e)
                 self.stats.e2e_latency_ms = 1000.0 * float(np.mean(self._e2e_all))
 
     def _write_frame(self, stream: _Stream, frame: Frame, result, title: str) -> None:
@@ -669,7 +571,7 @@ class MultiStreamRunner:
         if names is None:
             return
         current = getattr(self.segment, "class_names", None)
-        wanted = _checked_names(names)
+        wanted = checked_names(names)
         if current is not None and wanted is not None and list(current) == wanted:
             self._vocabulary_outcome(request, None)  # e.g. the watched file's first read: already the vocabulary
             return
@@ -733,12 +635,12 @@ class MultiStreamRunner:
             span = stream.times[-1] - stream.times[0] if len(stream.times) > 1 else 0.0
             stats.fps = (len(stream.times) - 1) / span if span > 0 else 0.0
             stats.latency_ms = 1000.0 * float(np.mean(stream.latencies))
-            stats.latency_p50_ms, stats.latency_p99_ms = _percentiles(stream.latency_recent)
+            stats.latency_p50_ms, stats.latency_p99_ms = percentiles(stream.latency_recent)
             total = self.stats
             total.processed += 1
             total.fps = sum(s.stats.fps for s in self.streams)
             total.latency_ms = 1000.0 * float(np.mean(self._calls))
-            total.latency_p50_ms, total.latency_p99_ms = _percentiles(self._frame_latencies)
+            total.latency_p50_ms, total.latency_p99_ms = percentiles(self._frame_latencies)
             total.mean_batch = total.processed / max(1, total.engine_calls)
 
 
@@ -789,12 +691,3 @@ class StreamRunner(MultiStreamRunner):
     @property
     def sinks(self) -> List[FrameSink]:
         return self.streams[0].sinks
-
-
-def _checked_names(names) -> Optional[List[str]]:
-    """``names`` as the vocabulary unit reads them (a string is comma-separated; names stripped), or None when it
-    refuses them (the segment's ``set_classes`` then says why)."""
-    try:
-        return validate_class_names(names)
-    except (TypeError, ValueError):
-        return None

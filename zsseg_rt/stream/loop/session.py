@@ -15,12 +15,15 @@ options); then either every frame's result in a loop of the app's own, or the ru
 The same files, statistics and signal behaviour as the command: every output is checked before anything opens
 (``zsseg_rt.outputs.plan``), staged while the run goes on and put in place only when it ended well (a failed run
 replaces nothing); SIGINT / SIGTERM stop the stream cleanly, its outputs finalised (in the main thread, while
-:meth:`Session.run` or the loop runs); a ``break`` out of the loop stops it the same way. Progress is the caller's
+:meth:`Session.run` or the loop runs); so do :meth:`Session.close` and a ``break`` inside ``with Session(...)``. An
+exception out of the app's loop, or a loop left unfinished without ``close()``, is a failed run (nothing put in place,
+``exit_code`` 1, the partial files named: issue 87, H2 and M6). Progress is the caller's
 (``progress=``: the command's bar); the command's flags become :class:`SessionOptions` in ``zsseg_rt.cli.camera``.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import logging
@@ -173,6 +176,10 @@ class Session:
         self.exit_code: Optional[int] = None  # the command's: 0, 1 (a source failed), 128 + a signal
         self._used = False
         self._generator: Optional["weakref.ref[Generator[SessionResult, None, None]]"] = None
+        self._held: Optional[Generator[SessionResult, None, None]] = None  # inside ``with``: kept until __exit__
+        self._entered = False
+        self._closing = False  # close(): the app ends its loop (a good end)
+        self._left: Optional[str] = None  # why the app's loop was left without close(): a failed run (H2)
 
     # ---- the two ways to run -----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -186,71 +193,121 @@ class Session:
     def __iter__(self) -> Iterator[SessionResult]:
         """Every frame's result as the loop makes it (each frame is drawn and written as well). The stream loop runs
         in a thread of its own while the app's loop takes the results (when a few wait, the stream waits for the
-        app); SIGINT / SIGTERM, or leaving the loop (a ``break``), stop it as the command stops: its outputs
-        finalised and put in place."""
+        app). The run ends well, its outputs finalised and put in place, when the loop runs to its end, at SIGINT /
+        SIGTERM, or at :meth:`close` (a ``break`` inside ``with Session(...)`` closes it at the block's end). An
+        exception out of the app's loop, or the loop dropped unfinished without ``close()`` (a ``break`` outside a
+        ``with`` block, an iterator left open when the interpreter exits), is a failed run (issue 87, H2, M6):
+        nothing is put in place, ``exit_code`` is 1, and a warning names what was kept or removed."""
         generator = self._session(iterate=True)
-        self._generator = weakref.ref(generator)  # a break drops the loop's reference: the generator closes then
+        self._generator = weakref.ref(generator)  # dropped unfinished: the generator closes, a failed run
+        if self._entered:
+            self._held = generator  # a break inside ``with``: __exit__ decides how the run ended
         return generator
 
     def __enter__(self) -> "Session":
+        self._entered = True
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, kind: Any, value: Any, _traceback: Any) -> None:
+        try:
+            if kind is None:
+                self.close()
+            else:  # the app's loop raised: a failed run, whose outputs replace nothing
+                self._abandon(f"{kind.__name__}: {value}" if str(value) else kind.__name__)
+        finally:
+            self._entered, self._held = False, None
 
     def close(self) -> None:
-        """End a loop left early (the stream stopped, its outputs finalised); nothing to do after a run."""
+        """End a loop left early as a good end (the stream stopped, its outputs finalised and put in place); nothing
+        to do after a run."""
         generator = self._generator() if self._generator is not None else None
         if generator is not None:
+            self._closing = True
             generator.close()
+        self._held = None
+
+    def _abandon(self, why: str) -> None:
+        """End a loop left unfinished as a failed run (see :meth:`__iter__`)."""
+        generator = self._generator() if self._generator is not None else None
+        if generator is not None:
+            self._left = self._left or why
+            generator.close()
+        self._held = None
 
     # ---- the run ----------------------------------------------------------------------------------------------
     def _session(self, iterate: bool) -> Generator[SessionResult, None, None]:
         """Sources opened, every output planned and claimed, the stream run, and the outputs put in place only when
-        it ended well (a failed run replaces nothing: ``zsseg_rt.outputs.plan``); the sources closed in any case."""
+        it ended well (a failed run replaces nothing: ``zsseg_rt.outputs.plan``); the sources closed in any case. A
+        loop the app left unfinished ends as a failed run, said in a warning, never as an exception out of an iterator
+        being collected. (One generator: a GeneratorExit through ``yield from`` would end the outer one too.)"""
         from zsseg_rt.console.signal_phases import phase
         from zsseg_rt.image_io import max_pixels_limit
 
         if self._used:
             raise RuntimeError("a Session runs once: make a new one to run again")
         self._used = True
-        classes = self._initial_classes()
-        max_pixels = max_pixels_limit(self._max_pixels)
-        self.inputs = open_inputs(self.sources, self.options, max_pixels)
+        left_open = _LeftOpen(weakref.ref(self))  # at interpreter exit, a loop still open is ended (M6)
+        atexit.register(left_open)
         try:
-            outputs, label_folders = self._plan()
-            outputs.prepare()  # claims every output (owner locks: zsseg_rt.outputs.owner): from here an abort releases
+            classes = self._initial_classes()
+            max_pixels = max_pixels_limit(self._max_pixels)
+            self.inputs = open_inputs(self.sources, self.options, max_pixels)
             try:
-                phase("camera:outputs-planned")  # (the phases: test hooks, python_tests/test_signal_phases.py)
-                sinks, shared = self._start(classes, max_pixels, outputs, label_folders)
+                outputs, label_folders = self._plan()
+                outputs.prepare()  # claims every output (owner locks: zsseg_rt.outputs.owner): an abort releases
                 try:
-                    with self._progress() as shown:
-                        if not iterate:
-                            self._chain(shown, None)
-                            self.runner.run()
-                        else:
-                            results: "queue.Queue[SessionResult]" = queue.Queue(maxsize=_RESULTS_QUEUE)
-                            self._chain(shown, results)
-                            stream = self._stream_in_thread(results)
-                            for item in stream:
-                                try:
-                                    yield item
-                                except GeneratorExit:  # the caller left its loop: a stop, outputs finalised
-                                    self.runner.stop()
-                                    for _ in stream:  # the results still on their way, dropped
-                                        pass
-                                    break
-                finally:
-                    if self.segment is not self.engine:
-                        self.segment.close()  # the video filter's buffers (device ones on a device pipeline)
-                self._finish(sinks, shared)
-                outputs.commit(self.summary, self.written)
-            except BaseException:
-                outputs.abort()
+                    phase("camera:outputs-planned")  # (the phases: test hooks, python_tests/test_signal_phases.py)
+                    sinks, shared = self._start(classes, max_pixels, outputs, label_folders)
+                    try:
+                        with self._progress() as shown:
+                            if not iterate:
+                                self._chain(shown, None)
+                                self.runner.run()
+                            else:
+                                results: "queue.Queue[SessionResult]" = queue.Queue(maxsize=_RESULTS_QUEUE)
+                                self._chain(shown, results)
+                                stream = self._stream_in_thread(results)
+                                for item in stream:
+                                    try:
+                                        yield item
+                                    except GeneratorExit:  # the app left its loop: close() is a good end, else failed
+                                        self._left_loop()
+                                        for _ in stream:  # the results still on their way, dropped
+                                            pass
+                                        break
+                    finally:
+                        if self.segment is not self.engine:
+                            self.segment.close()  # the video filter's buffers (device ones on a device pipeline)
+                    self._finish(sinks, shared)
+                    if self._left is not None:
+                        raise _LoopLeft(self._left)
+                    outputs.commit(self.summary, self.written)
+                except BaseException as exc:
+                    kept = outputs.abort()
+                    if isinstance(exc, _LoopLeft):
+                        self.exit_code = 1
+                        log.warning("%s", _left_line(self._left, kept))
+                    raise
+            finally:
+                for opened in self.inputs:
+                    opened.source.close()
+        except _LoopLeft:
+            pass  # said above
+        except Exception as exc:  # noqa: BLE001 - the app's loop is gone: said, not raised out of a collection
+            if self._left is None:
                 raise
+            self.exit_code = 1
+            log.error("the stream failed after its loop was left (%s): %s", self._left, exc)
         finally:
-            for opened in self.inputs:
-                opened.source.close()
+            atexit.unregister(left_open)
+
+    def _left_loop(self) -> None:
+        """The app's loop ended before the stream: by close() (a good end: the stream stopped, outputs finalised), or
+        else as a failed run (the runner aborts its sinks: nothing put in place)."""
+        if not self._closing:
+            self._left = self._left or "the loop was left unfinished without close()"
+            self.runner.abandon()
+        self.runner.stop()
 
     def _stream_in_thread(self, results: "queue.Queue[SessionResult]") -> Iterator[SessionResult]:
         """The stream loop in a thread, its results handed to the caller's loop; the signals handled in the main
@@ -598,3 +655,35 @@ def default_mode(bundle: str) -> str:
     except Exception:  # noqa: BLE001 - the Engine's own load reports it, in its words
         return "fast"
     return "fast" if "fast" in modes else modes[0]
+
+
+class _LoopLeft(Exception):
+    """The app's loop was left unfinished without ``close()``: the run failed (its outputs are not put in place)."""
+
+
+class _LeftOpen:
+    """At interpreter exit (``atexit``), a Session whose loop is still open is ended as a failed run while the
+    interpreter still works (M6: an iterator left open at exit printed an ImportError traceback from its sources'
+    close during shutdown and left a partial file)."""
+
+    def __init__(self, session: "weakref.ref[Session]"):
+        self.session = session
+
+    def __call__(self) -> None:
+        session = self.session()
+        if session is not None:
+            session._abandon("the interpreter exited with the loop still open")
+
+
+def _left_line(why: Optional[str], kept: Sequence[str]) -> str:
+    """The warning of a run whose app loop was left unfinished: why, and what became of its partial files."""
+    said = (
+        f"; kept, with what was written: {', '.join(kept)} (pass overwrite=True to the next run to remove it, or move "
+        "it away)"
+        if kept
+        else ""
+    )
+    return (
+        f"the stream's loop ended as a failed run ({why}): no output was put in place, none replaced{said}; to end a "
+        "loop early as a good run, call close() or leave it inside `with Session(...)`"
+    )

@@ -6,9 +6,9 @@ import logging
 import os
 from typing import List, Optional, Tuple
 
-from zsseg_rt.vocabulary import parse_class_text
+from zsseg_rt.vocabulary import parse_class_text, validate_class_names
 
-__all__ = ["ClassFileWatcher", "parse_class_text"]
+__all__ = ["ClassFileWatcher", "checked_names", "parse_class_text"]
 
 log = logging.getLogger("zsseg_rt.stream")
 
@@ -56,3 +56,12 @@ class ClassFileWatcher:
             return None
         self._names = names
         return names
+
+
+def checked_names(names) -> Optional[List[str]]:
+    """``names`` as the vocabulary unit reads them (a string is comma-separated; names stripped), or None when it
+    refuses them (the segment's ``set_classes`` then says why): what the stream loop compares with its vocabulary."""
+    try:
+        return validate_class_names(names)
+    except (TypeError, ValueError):
+        return None
