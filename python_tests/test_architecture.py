@@ -411,6 +411,7 @@ BACKEND_LITERALS_ALLOWED: Dict[Tuple[str, str], str] = {
     ("zsseg_rt.profiling", "onnxruntime"): "system_info's library versions, printed",
     ("zsseg_rt.profiling", "tensorrt"): "system_info's library versions, printed",
     ("zsseg_rt.runtime.device.device_pipeline", "torch"): "a memory kind (TorchMemory: torch tensors), not a backend",
+    ("zsseg_rt.runtime.device.memories", "torch"): "TorchMemory's kind (torch tensors), not a backend",
     ("zsseg_rt.system_info", "onnxruntime"): "the versions of installed libraries (distribution names)",
     ("zsseg_rt.system_info", "tensorrt"): "the versions of installed libraries (distribution names)",
     ("zsseg_rt.train.checkpoint", "torch"): "the torch version a checkpoint records",

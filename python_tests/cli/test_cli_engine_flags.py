@@ -37,6 +37,7 @@ FLAG_VALUES = {
     "unknown_below": (["0.5"], 0.5),
     "cache_dir": (["/nonexistent/zsseg-records"], "/nonexistent/zsseg-records"),
     "postprocess_kernel": (["columns"], "columns"),  # on this CPU: accepted, one line says it changes nothing
+    "encoder_variant": (["fp8"], "fp8"),  # likewise (the host path)
     "object_min_area": (["0.005"], 0.005),
     "max_objects": (["7"], 7),
 }

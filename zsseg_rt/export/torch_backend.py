@@ -142,6 +142,7 @@ class TorchBackend(Backend):
         self._head = PrecisionGraph(head, spec, output_dtype=torch.float32) if spec.reduced else head
         self._text = text
         self._io = meta.io
+        self.image_size = int(meta.image_size)  # the image graph's input side (the fp8 variant's probe input)
         self.precision_record: Optional[dict] = None
         if spec.reduced and gate:
             key = torch_precision_key(spec, fingerprint, self.device)
@@ -192,6 +193,28 @@ class TorchBackend(Backend):
         from zsseg_rt.runtime.device.device_pipeline import TorchExecutor
 
         return TorchExecutor(self)
+
+    def encoder_variants(self):
+        """The image encoder variants the device pipeline may choose among (``export/torch_encoders.py``)."""
+        from zsseg_rt.runtime.device.encoder_choice import CANDIDATES
+
+        return CANDIDATES
+
+    def encoder_unavailable(self, name: str) -> Optional[str]:
+        """Why variant ``name`` cannot run on this device (None: it can), without building it."""
+        from .torch_encoders import unavailable
+
+        return unavailable(self.device, name)
+
+    def encoder_variant(self, name: str):
+        """The image graph of variant ``name``, built once (``torch_encoders.build_variant``; raises
+        ``encoder_choice.Unavailable`` where it cannot run)."""
+        built = self.__dict__.setdefault("_encoder_variants", {})
+        if name not in built:
+            from .torch_encoders import build_variant
+
+            built[name] = build_variant(self, name)
+        return built[name]
 
     def frame_graphs(self, executor):
         """The CUDA graphs of a frame (``cuda_graphs``), or None: eager."""

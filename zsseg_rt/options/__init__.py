@@ -27,11 +27,12 @@ Engine's rows), :mod:`~zsseg_rt.options.presets`.
 
 from __future__ import annotations
 
-from zsseg_rt.options.engine_rows import ENGINE_OPTIONS, POSTPROCESS_KERNELS
+from zsseg_rt.options.engine_rows import ENCODER_VARIANTS, ENGINE_OPTIONS, POSTPROCESS_KERNELS
 from zsseg_rt.options.presets import LIVE, PRESETS, Preset, preset_named
 from zsseg_rt.options.table import EngineOption, OptionTable, OptionValues, did_you_mean
 
 __all__ = [
+    "ENCODER_VARIANTS",
     "ENGINE_OPTIONS",
     "EngineOption",
     "LIVE",

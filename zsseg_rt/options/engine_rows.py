@@ -8,6 +8,9 @@ from zsseg_rt.options.table import EngineOption, OptionTable
 # the CUDA post-processing's kernels (ops.segment_windows_kernels(), the native list, read here without the native
 # module; python_tests/runtime/test_postprocess_choice.py checks they are the same): the first is the reference
 POSTPROCESS_KERNELS = ("tiled", "columns", "columns_chain", "warps")
+# the device pipeline's image encoder variants (runtime/device/encoder_choice.py; the torch backend's:
+# export/torch_encoders.py): the first is the reference, the bundle's graph at the Engine's precision
+ENCODER_VARIANTS = ("graph", "compiled", "fp8")
 _BACKENDS = "zsseg_rt.runtime.backends.table:backend_names"
 _PRECISIONS = "zsseg_rt.runtime.backends.table:precision_names"
 _WINDOWED_ONLY = (
@@ -153,6 +156,23 @@ ENGINE_OPTIONS = OptionTable(
             choices=("auto",) + POSTPROCESS_KERNELS,
             kinds=("windowed",),
             refusal="bundles of the two-stage pipeline post-process on the host (no device pipeline)",
+        ),
+        EngineOption(
+            "encoder_variant",
+            "auto",
+            "str",
+            "the device pipeline's image encoder: auto (default) runs each variant the backend offers on the first "
+            "frame, before its CUDA graph is captured, and keeps the fastest whose labels agree with graph's (the "
+            "bundle's graph at the Engine's precision) on at least 99.5 percent of the pixels; compiled "
+            "(torch.compile, captured in the frame's graph) and fp8 (FP8 linear layers, a GPU of compute capability "
+            "8.9+) run on the torch backend on a GPU; a name pins that variant (refused where it cannot run).",
+            doc="``Engine.device_stats['encoder_variant']`` says which variant runs and, where they were timed, each "
+            "variant's time per encoder run, its share of labels equal to graph's and why any was skipped or failed "
+            "(``runtime/device/encoder_choice.py``).",
+            flag="--encoder-variant",
+            choices=("auto",) + ENCODER_VARIANTS,
+            kinds=("windowed",),
+            refusal="bundles of the two-stage pipeline run on the host path (no device pipeline)",
         ),
         EngineOption(
             "inference",

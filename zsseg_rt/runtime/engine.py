@@ -157,15 +157,22 @@ class Engine:
     def device_stats(self) -> Optional[Dict[str, Any]]:
         """What the device pipeline did, or None on the host path: ``postprocess_kernel`` (the post-processing
         kernel per geometry, pinned or chosen by timing each candidate, with the times and any candidate's failed
-        check: ``runtime/device/postprocess_choice.py``) and ``cuda_graphs`` (``FrameGraphs.stats``, or None)."""
+        check: ``runtime/device/postprocess_choice.py``), ``encoder_variant`` (the image encoder, pinned or chosen by
+        timing each variant behind its accuracy gate: ``runtime/device/encoder_choice.py``), ``cuda_graphs``
+        (``FrameGraphs.stats``, or None) and ``batched_graphs`` (each batched graph kept, its buffers' bytes:
+        ``runtime/device/frame_batches.py``; None before a batched call)."""
         device = getattr(self.pipeline, "device", None)
         if device is None:
             return None
         graphs = getattr(device, "graphs", None)
         kernels = getattr(device, "kernels", None)
+        encoders = getattr(device, "encoders", None)
+        batches = getattr(graphs, "batches", None)
         return {
             "postprocess_kernel": kernels.report() if kernels is not None else None,
+            "encoder_variant": encoders.report() if encoders is not None else None,
             "cuda_graphs": dict(graphs.stats) if graphs is not None else None,
+            "batched_graphs": batches.report() if batches is not None else None,
         }
 
     def _next_frame(self) -> PreparedVocabulary:

@@ -193,6 +193,9 @@ class FrameGraphs:
         # "checked": first replays that matched the eager run; "check_failed": one that did not (graphs then off)
         self.stats = {"eager": 0, "captured": 0, "replayed": 0, "dropped": 0, "capture_failed": 0}
         self.stats.update(checked=0, check_failed=0)
+        # the batched graphs' (frame_batches.BatchGraphs: several frames of one kind in one graph)
+        self.stats.update(batch_captured=0, batch_replayed=0, batch_checked=0, batch_padded=0)
+        self.batches: Any = None  # their BatchGraphs, made by the first batched call (frame_batches.batches_of)
 
     def key(self, pipe, frame: np.ndarray, color_order: str, with_scores: bool, timed: bool = False) -> tuple:
         return (tuple(frame.shape), color_order, bool(with_scores), int(pipe._num_classes), self.vocabulary_version,
@@ -388,7 +391,10 @@ class FrameGraphs:
         self.stats["dropped"] += 1
 
     def clear(self, pipe) -> None:
-        """Drop every graph (the vocabulary changes: they read its buffers); the next frames capture again."""
+        """Drop every graph, batched ones too (the vocabulary changes: they read its buffers); the next frames
+        capture again."""
+        if self.batches is not None:
+            self.batches.clear(pipe)
         while self._entries:
             self._drop(pipe, *self._entries.popitem(last=False))
         self.vocabulary_version += 1

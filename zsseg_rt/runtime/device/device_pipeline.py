@@ -6,9 +6,10 @@
 
 Every stage runs where the buffers live, on one stream: a ``Memory`` says where that is (``HostMemory``: NumPy,
 for CPU runs and tests; ``TorchMemory``: torch tensors on any torch device, exchanged with the native ops through
-DLPack; ``CudaMemory`` in ``cuda_memory.py``: raw CUDA allocations for TensorRT), and an ``Executor`` runs the
-bundle graphs on those buffers (the image encoder's outputs are the head's inputs as they are). The text
-embeddings and per-class bias are uploaded once per vocabulary (``set_vocabulary``).
+DLPack: both in ``memories.py``; ``CudaMemory`` in ``cuda_memory.py``: raw CUDA allocations for TensorRT), and an
+``Executor`` runs the bundle graphs on those buffers (the image encoder's outputs are the head's inputs as they are).
+The text embeddings and per-class bias are uploaded once per vocabulary (``set_vocabulary``). Several frames in one
+call: ``frame_batches.py``.
 
 Every host<->device copy goes through ``Memory.upload`` / ``Memory.download`` and is counted in
 ``Memory.transfers``, so tests can prove the count per frame with a recording memory.
@@ -24,9 +25,6 @@ is recorded.
 from __future__ import annotations
 
 import collections
-import contextlib
-import dataclasses
-import itertools
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -35,242 +33,12 @@ from zsseg_rt import ops, pipeline
 from zsseg_rt.bundle import BundleMeta, Names
 from zsseg_rt.options import ENGINE_OPTIONS
 
+from .encoder_choice import EncoderChoice
+from .frame_batches import segment_many, windows_per_call  # noqa: F401 (windows_per_call re-exported)
+from .memories import Buffer, HostMemory, Memory, TorchMemory, TransferLog, _torch_dtype  # noqa: F401 (re-exported)
 from .postprocess_choice import PostprocessKernels
 from .postprocess_plans import REFERENCE, PostprocessPlans
-from .stage_timing import EventClock, HostClock, StageClock, StageHook, SyncClock, stage
-
-Buffer = Any  # an array of the Memory's kind (np.ndarray, torch.Tensor, CudaBuffer)
-
-
-@dataclasses.dataclass
-class TransferLog:
-    """Host<->device copies: one entry ``(direction, name, nbytes)`` per copy ("up" or "down")."""
-
-    entries: List[Tuple[str, str, int]] = dataclasses.field(default_factory=list)
-    paused: bool = False  # a CUDA-graph replay logs the copies its capture recorded, not Python's re-run of them
-
-    def record(self, direction: str, name: str, nbytes: int) -> None:
-        if not self.paused:
-            self.entries.append((direction, name, int(nbytes)))
-
-    def count(self, direction: str) -> int:
-        return sum(1 for d, _, _ in self.entries if d == direction)
-
-    def nbytes(self, direction: str) -> int:
-        return sum(n for d, _, n in self.entries if d == direction)
-
-    def clear(self) -> None:
-        self.entries.clear()
-
-
-class Memory:
-    """Where a pipeline's buffers live. Subclasses allocate, copy and synchronise; copies are logged."""
-
-    kind = "abstract"
-    stream = 0  # the stream every op of the pipeline is enqueued on (CUDA handle as int; 0 elsewhere)
-    page_locked = False  # host_buffer gives page-locked memory (worth reusing, instead of one per frame)
-    capturing = False  # True while a CUDA graph is being captured on ``stream`` (set by ``FrameGraphs``)
-
-    def __init__(self) -> None:
-        self.transfers = TransferLog()
-
-    def empty(self, shape: Sequence[int], dtype) -> Buffer:
-        raise NotImplementedError
-
-    def host_buffer(self, shape: Sequence[int], dtype) -> np.ndarray:
-        """A host array that copies are fastest from/into (pinned memory on CUDA)."""
-        return np.empty(tuple(shape), dtype=dtype)
-
-    def _copy_up(self, host: np.ndarray, buffer: Buffer) -> None:
-        raise NotImplementedError
-
-    def _copy_down(self, buffer: Buffer, host: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def device_view(self, host: np.ndarray) -> Optional[Buffer]:
-        """The device address of a host buffer from ``host_buffer`` when the device reads host memory directly
-        (zero-copy on integrated GPUs), else None."""
-        return None
-
-    def host_access(self, host: np.ndarray, write: bool, what: str) -> None:
-        """The host is about to read (or write, ``write=True``) ``host``, a buffer from ``host_buffer`` that device
-        work copies into or out of (or reads in place). Nothing to do here; a memory whose device work can be
-        checked (``CudaMemory`` on a driver with ``check_host_access``: the emulated CUDA runtime's) reports a host
-        access not ordered after that work, e.g. a staging buffer read without a synchronize."""
-
-    def read_staging(self, labels: np.ndarray, scores: Optional[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """Copies of a frame's staging buffers ``(labels, scores or None)``, host buffers the next frame reuses;
-        read once the stream was synchronised (a read before is reported where ``host_access`` can check it)."""
-        self.host_access(labels, False, "labels staging buffer")
-        if scores is not None:
-            self.host_access(scores, False, "scores staging buffer")
-        return labels.copy(), (scores.copy() if scores is not None else None)
-
-    def upload(self, name: str, host: np.ndarray, buffer: Buffer) -> None:
-        """Make ``buffer`` hold ``host``: a copy, or nothing when ``buffer`` is ``host``'s zero-copy view
-        (logged as "mapped")."""
-        if not self._zero_copy(name, host, buffer):
-            self.transfers.record("up", name, host.nbytes)
-            self._copy_up(host, buffer)
-
-    def download(self, name: str, buffer: Buffer, host: np.ndarray) -> None:
-        if not self._zero_copy(name, host, buffer):
-            self.transfers.record("down", name, host.nbytes)
-            self._copy_down(buffer, host)
-
-    def _zero_copy(self, name: str, host: np.ndarray, buffer: Buffer) -> bool:
-        """Whether ``buffer`` is ``host``'s zero-copy view (nothing to copy either way; logged as "mapped")."""
-        view = self.device_view(host)
-        if view is not None and _same_address(view, buffer):
-            self.transfers.record("mapped", name, host.nbytes)
-            return True
-        return False
-
-    def copy_into(self, destination: Buffer, offset: int, source: Buffer) -> None:
-        """``destination[offset : offset + len(source)] = source`` on the device, enqueued on ``stream`` (a
-        device-side copy, not a host transfer; both C-contiguous with the same trailing shape)."""
-        raise NotImplementedError
-
-    def release(self, buffer) -> None:
-        """Free a buffer from ``empty`` or ``host_buffer`` now, instead of at ``close`` (call it only once nothing
-        enqueued can still use the buffer, e.g. after ``synchronize``). A no-op for anything else (a view, a buffer
-        of another memory) and where memory is garbage-collected."""
-
-    def leading(self, buffer: Buffer, n: int) -> Buffer:
-        """The first ``n`` entries along axis 0, without a copy."""
-        return buffer[:n]
-
-    def rows(self, buffer: Buffer, start: int, n: int) -> Buffer:
-        """Entries ``start : start + n`` along axis 0, without a copy."""
-        return buffer[int(start) : int(start) + int(n)]
-
-    def synchronize(self) -> None:
-        """Wait for everything enqueued on ``stream``."""
-
-    def activate(self) -> None:
-        """Make this memory's device context current on the calling thread (CUDA driver contexts are per thread)."""
-
-    def stream_context(self):
-        """A context making ``stream`` the current stream of the library that runs the graphs (torch), so that its
-        kernels and the native ops land on the same stream; a no-op where there is only one."""
-        return contextlib.nullcontext()
-
-    def stage_clock(self) -> StageClock:
-        """A clock for the pipeline's ``stage_hook`` (``stage_timing.py``): here the stream synchronised around each
-        stage (a memory with timing events gives an ``EventClock``, whose marks a CUDA graph captures)."""
-        return SyncClock(self)
-
-
-def _same_address(a, b) -> bool:
-    return getattr(a, "pointer", None) is not None and a.pointer == getattr(b, "pointer", None)
-
-
-class HostMemory(Memory):
-    """Buffers are NumPy arrays: the 'device' is the host (CPU execution, and recording tests)."""
-
-    kind = "host"
-
-    def empty(self, shape, dtype):
-        return np.empty(tuple(shape), dtype=dtype)
-
-    def _copy_up(self, host, buffer):
-        np.copyto(buffer, host)
-
-    def _copy_down(self, buffer, host):
-        np.copyto(host, buffer)
-
-    def copy_into(self, destination, offset, source):
-        np.copyto(destination[offset : offset + len(source)], source)
-
-    def stage_clock(self) -> StageClock:
-        return HostClock()  # the stages run on the calling thread
-
-
-class TorchMemory(Memory):
-    """Buffers are torch tensors on ``device`` (CUDA or CPU); the native ops take them through DLPack and are
-    enqueued on torch's current stream at the time of the call (a caller's ``with torch.cuda.stream(s):`` puts them
-    on ``s``, with torch's own kernels), or on a stream of this memory's own (``own_stream``: what CUDA graphs are
-    captured on; the legacy default stream cannot be captured). Host buffers are pinned when the device is CUDA."""
-
-    kind = "torch"
-
-    def __init__(self, device, own_stream: bool = False) -> None:
-        super().__init__()
-        import torch
-
-        self.torch = torch
-        self.device = torch.device(device)
-        self.cuda = self.device.type == "cuda"
-        self.page_locked = self.cuda
-        self.torch_stream = torch.cuda.Stream(self.device) if self.cuda and own_stream else None
-
-    @property
-    def stream(self) -> int:  # type: ignore[override]  # Memory.stream is a plain attribute elsewhere
-        """The stream of the next op: this memory's own, else torch's current stream of the device now (never the
-        one current when the memory was made)."""
-        if self.torch_stream is not None:
-            return self.torch_stream.cuda_stream
-        return self.torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
-
-    def empty(self, shape, dtype):
-        return self.torch.empty(tuple(shape), dtype=_torch_dtype(self.torch, dtype), device=self.device)
-
-    def host_buffer(self, shape, dtype):
-        tensor = self.torch.empty(tuple(shape), dtype=_torch_dtype(self.torch, dtype), pin_memory=self.cuda)
-        return tensor.numpy()
-
-    def _copy_up(self, host, buffer):
-        buffer.copy_(self.torch.from_numpy(host), non_blocking=self.cuda)
-
-    def _copy_down(self, buffer, host):
-        source = buffer if isinstance(buffer, self.torch.Tensor) else self.torch.from_dlpack(buffer)
-        self.torch.from_numpy(host).copy_(source, non_blocking=self.cuda)
-
-    def copy_into(self, destination, offset, source):
-        source = source if isinstance(source, self.torch.Tensor) else self.torch.from_dlpack(source)
-        destination[offset : offset + source.shape[0]].copy_(source, non_blocking=self.cuda)
-
-    def synchronize(self):
-        if self.cuda:
-            (self.torch_stream or self.torch.cuda.current_stream(self.device)).synchronize()
-
-    def stream_context(self):
-        if self.torch_stream is None:
-            return contextlib.nullcontext()
-        return self.torch.cuda.stream(self.torch_stream)
-
-    # ---- stage timing (stage_timing.EventClock): torch CUDA events on the pipeline's stream ------------------
-    def stage_clock(self) -> StageClock:
-        return EventClock(self) if self.cuda else HostClock()  # torch on the CPU runs each op on this thread
-
-    def _current_stream(self):
-        return self.torch_stream or self.torch.cuda.current_stream(self.device)
-
-    def timing_event(self):
-        """A timing event that becomes an event-record node when recorded in a capture (``external=True``). It is
-        recorded once here, outside any capture, so that torch creates its CUDA event now and not inside one."""
-        event = self.torch.cuda.Event(enable_timing=True, external=True)
-        if not self.torch.cuda.is_current_stream_capturing():
-            event.record(self._current_stream())
-        return event
-
-    def record_timing_event(self, event) -> None:
-        event.record(self._current_stream())
-
-    def elapsed_ms(self, start, end) -> float:
-        return float(start.elapsed_time(end))
-
-    def release_timing_event(self, event) -> None:
-        """Nothing to do: torch destroys the CUDA event with the object."""
-
-
-def _torch_dtype(torch, dtype):
-    return {
-        np.dtype(np.float32): torch.float32,
-        np.dtype(np.float16): torch.float16,
-        np.dtype(np.int32): torch.int32,
-        np.dtype(np.uint8): torch.uint8,
-    }[np.dtype(dtype)]
+from .stage_timing import StageClock, StageHook, stage
 
 
 class Executor:
@@ -291,17 +59,6 @@ class Executor:
         return None
 
 
-def windows_per_call(requested: int, executor: Executor) -> int:
-    """Windows per encoder call: ``requested`` (``Engine.max_batch``) capped by the executor's batch limit (the
-    engine's profile), as the host path splits its batches (``WindowedGraphs.encode_image`` over a ``TrtRunner``)."""
-    requested = int(requested)
-    if requested < 1:
-        raise ValueError(f"max_windows must be >= 1, got {requested}")
-    batch_limit = getattr(executor, "batch_limit", None)  # executors written before the method existed: no limit
-    limit = batch_limit() if batch_limit is not None else None
-    return requested if limit is None else max(1, min(requested, int(limit)))
-
-
 class DevicePipeline:
     """One frame in, labels out, with the whole computation on ``executor.memory``'s device.
 
@@ -314,10 +71,12 @@ class DevicePipeline:
         postprocess_kernel: the CUDA post-processing's kernel (``postprocess_choice.py``): "auto" (timed on the first
             frame of each geometry), a candidate's name, or a ``PostprocessKernels`` to share (an in-flight lane
             shares its Engine's); default: the reference kernel, pinned (the Engine passes its option).
+        encoder_variant: the image encoder (``encoder_choice.py``): "auto" (chosen on the first frame), a variant's
+            name, or an ``EncoderChoice`` to share; default: the bundle's graph, pinned (the Engine passes its option).
     """
 
     def __init__(self, meta: BundleMeta, executor: Executor, max_windows: int = 4, graphs=None, test_scale=None,
-                 postprocess_kernel: Any = REFERENCE):  # fmt: skip
+                 postprocess_kernel: Any = REFERENCE, encoder_variant: Any = "graph"):  # fmt: skip
         activation = meta.postprocess.get("activation", "sigmoid")
         if activation != "sigmoid":
             raise ValueError(
@@ -346,6 +105,10 @@ class DevicePipeline:
         self._clock: Optional[StageClock] = None  # the eager frames' stage clock (memory.stage_clock), made once
         shared = isinstance(postprocess_kernel, PostprocessKernels)
         self.kernels = postprocess_kernel if shared else PostprocessKernels(postprocess_kernel)
+        shared = isinstance(encoder_variant, EncoderChoice)
+        self.encoders = encoder_variant if shared else EncoderChoice(encoder_variant)
+        self.encoders.attach(executor)  # a pinned variant built now (refused here where it cannot run)
+        self.batch_windows: Optional[int] = None  # windows per encoder call of a batched graph (frame_batches.py)
 
     # ---- vocabulary: uploaded once per set_classes ------------------------------------------------------
     def set_vocabulary(self, text: np.ndarray, class_bias: np.ndarray) -> None:
@@ -453,6 +216,7 @@ class DevicePipeline:
 
     def start_eagerly(self, frame: np.ndarray, color_order: str, with_scores: bool, stage_hook=None):
         """The eager frame enqueued, not waited for (in_flight.py); :meth:`wait_eagerly` waits, reads it."""
+        self.encoders.ensure(self, frame, color_order)  # "auto": the encoder chosen on the first frame
         self.memory.activate()
         clock = self._clock_for(stage_hook)
         host, device_frame = self._frame_buffers(frame)
@@ -545,87 +309,16 @@ class DevicePipeline:
                     memory.copy_into(logits, index * self.max_windows, chunk_logits)
         return logits
 
-    # ---- several frames: their windows packed into shared encoder / head calls ------------------------------
+    # ---- several frames in one call (frame_batches.py: in batched CUDA graphs, or eagerly) --------------------
     def segment_many(
         self, frames: Sequence[np.ndarray], color_orders: Sequence[str], with_scores: bool = True, stage_hook=None
     ) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
-        """Segment several frames (checked as :meth:`__call__` checks one), eagerly (no CUDA graph): the windows of
-        all frames, in order, preprocessed on the device into one batch of ``max_windows`` (a batch may hold the
-        last windows of one frame and the first of the next), one image encoder and one head run per batch, each
-        frame's rows copied into its own logits buffer; a frame is post-processed and downloaded as soon as its last
-        window ran, and its device buffers freed, so at most the frames of one batch are held on the device.
-        ``color_orders``: each frame's channel order. Returns ``[(labels, scores or None)]`` on the host, one per
-        frame."""
-        if self._text is None:
-            raise RuntimeError("no vocabulary: call set_vocabulary(text, class_bias) first")
-        for frame in frames:
-            if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim not in (2, 3):
-                raise TypeError(f"frames must be uint8 numpy arrays [H, W, C] or [H, W], got {type(frame).__name__}")
-        memory, meta = self.memory, self.meta
-        memory.activate()
-        clock = self._clock_for(stage_hook)  # reported after each frame's synchronisation, then restarted
-        if clock is not None:
-            clock.restart()
-        plans = [self.frame_plan(frame) for frame in frames]
-        live: Dict[int, List[Any]] = {}  # frame -> [device frame, its window logits, windows done]
-        results: List[Any] = [None] * len(frames)
-        jobs = ((i, k) for i, (_, windows) in enumerate(plans) for k in range(len(windows)))
-        with memory.stream_context():
-            for chunk in iter(lambda: list(itertools.islice(jobs, self.max_windows)), []):
-                batch = memory.leading(self._image, len(chunk))
-                runs = _runs(chunk)  # (frame, its first window here, count, row in the batch)
-                for i, first, count, row in runs:
-                    if i not in live:
-                        device_frame = memory.empty(frames[i].shape, np.uint8)
-                        with stage(clock, "upload"):
-                            memory.upload("frame", np.ascontiguousarray(frames[i]), device_frame)
-                        live[i] = [device_frame, None, 0]
-                    with stage(clock, "preprocess"):
-                        ops.preprocess(
-                            live[i][0],
-                            plans[i][0],
-                            plans[i][1][first : first + count],
-                            meta.image_size,
-                            meta.mean,
-                            meta.std,
-                            color_order=color_orders[i],
-                            out=memory.rows(batch, row, count),
-                            stream=memory.stream,
-                        )
-                with stage(clock, "image_encoder"):
-                    features = self.executor.run("image", {Names.IMAGE: batch})
-                with stage(clock, "head"):
-                    logits = self.executor.run("head", dict(features, **{Names.TEXT_EMBEDDINGS: self._text}))
-                    logits = logits[Names.MASK_LOGITS]
-                    for i, first, count, row in runs:  # copied out before the next head run reuses its output
-                        state = live[i]
-                        if state[1] is None:
-                            shape = (len(plans[i][1]),) + tuple(int(d) for d in logits.shape[1:])
-                            state[1] = memory.empty(shape, np.float32)
-                        memory.copy_into(state[1], first, memory.rows(logits, row, count))
-                        state[2] += count
-                for i, _, _, _ in runs:
-                    if i in live and live[i][2] == len(plans[i][1]):
-                        state = live.pop(i)
-                        results[i] = self._finish_frame(frames[i], state, plans[i], with_scores, clock, stage_hook)
-        return results
-
-    def _finish_frame(self, frame: np.ndarray, state: List[Any], plan, with_scores: bool, clock, hook):
-        """Post-process and download one frame of :meth:`segment_many`, then free its device buffers; the stages
-        timed since the last synchronisation go to ``hook`` after this one."""
-        memory = self.memory
-        device_frame, logits, _ = state
-        out_hw = (int(frame.shape[0]), int(frame.shape[1]))
-        labels_host, scores_host = self._postprocess_download(logits, plan[1], plan[0], out_hw, with_scores, clock)
-        memory.synchronize()
-        if clock is not None:
-            clock.report(hook)
-            clock.restart()
-        memory.release(device_frame)
-        memory.release(logits)
-        if memory.page_locked or self.static_outputs:  # staging buffers, reused by the next frame
-            return memory.read_staging(labels_host, scores_host)
-        return labels_host, scores_host
+        """Segment several frames (each checked as :meth:`__call__` checks one) in one call: with CUDA graphs, the
+        frames of one kind go through the image encoder together in a graph captured per batch size (1, 2, 4, 8:
+        ``frame_batches.BatchGraphs``); otherwise (or with a ``stage_hook``) eagerly, the windows of all frames
+        packed into batches of ``max_windows``. ``color_orders``: each frame's channel order. Returns ``[(labels,
+        scores or None)]`` on the host, one per frame."""
+        return segment_many(self, frames, color_orders, with_scores, stage_hook)
 
     # ---- the per-frame buffers, handed to a CUDA graph that keeps them (cuda_graphs.py) --------------------
     FRAME_STATE = ("_frame_host", "_frame", "_merged", "_result", "_staging")
@@ -661,18 +354,20 @@ class DevicePipeline:
             self._replace("_merged", self.memory.empty(shape, np.float32))
         return self._merged
 
-    def _postprocess(self, merged: Buffer, windows, scaled_hw, out_hw):
-        """The fused official post-processing of all windows (``ops.segment_windows``) where the logits are."""
+    def _postprocess(self, merged: Buffer, windows, scaled_hw, out_hw, result=None):
+        """The fused official post-processing of all windows (``ops.segment_windows``) where the logits are, into
+        ``result`` (``(out_hw, labels, scores)`` buffers: a batched graph's slot) or the pipeline's own."""
         bias = self._bias
         if self.memory.kind == "host" or (self.memory.kind == "torch" and not getattr(self.memory, "cuda", False)):
             merged, bias = np.asarray(merged), np.asarray(bias)  # CPU tensors: zero-copy NumPy views
         size = (self.meta.image_size, self.meta.image_size)
         out_hw = (int(out_hw[0]), int(out_hw[1]))
-        if self._result is None or self._result[0] != out_hw:  # reused while the frame size stays: no allocation
+        if result is None and (self._result is None or self._result[0] != out_hw):  # reused while the size stays
             if self._result is not None:
                 self.memory.release(self._result[1])
                 self.memory.release(self._result[2])
             self._result = (out_hw, self.memory.empty(out_hw, np.int32), self.memory.empty(out_hw, np.float32))
+        result = self._result if result is None else result
         if self.memory.kind == "host" or not getattr(self.memory, "cuda", True):  # host buffers: a call per frame
             return ops.segment_windows(
                 merged,
@@ -683,14 +378,14 @@ class DevicePipeline:
                 class_bias=bias,
                 sigmoid=True,
                 stream=self.memory.stream,
-                out=self._result[1:],
+                out=result[1:],
             )
         # on the device: a prepared launch per frame kind (postprocess_plans.py; the bias was checked on the
         # host by set_vocabulary), one call into the launcher per frame
         plans = self.__dict__.get("_post_plans")
         if plans is None:
             plans = self._post_plans = PostprocessPlans(ops=ops, kernels=self.kernels, memory=self.memory)
-        return plans.run(merged, windows, size, tuple(scaled_hw), out_hw, bias, self._result[1:], self.memory.stream)
+        return plans.run(merged, windows, size, tuple(scaled_hw), out_hw, bias, result[1:], self.memory.stream)
 
 
 class OnnxRuntimeExecutor(Executor):
@@ -718,12 +413,25 @@ class TorchExecutor(Executor):
         # CUDA graphs are captured on a stream of the memory's own (the legacy default stream cannot be captured)
         self.memory = TorchMemory(backend.device, own_stream=bool(getattr(backend, "cuda_graphs", False)))
 
+    encoder_variant = "graph"  # the image graph run (encoder_choice.py): use_encoder switches it
+
+    def encoder_variants(self):
+        return self.backend.encoder_variants()
+
+    def encoder_unavailable(self, name: str):
+        return self.backend.encoder_unavailable(name)  # why variant ``name`` cannot run here, or None
+
+    def use_encoder(self, name: str) -> None:
+        """Run the backend's image encoder variant ``name`` from now on (built on first use; ``Unavailable``)."""
+        self._encoder = self.backend.encoder_variant(name)
+        self.encoder_variant = name
+
     def run(self, role, inputs):
         torch = self.memory.torch
         io = self.backend.io
         with torch.inference_mode():
             if role == "image":
-                outs = self.backend.image_graph(inputs[Names.IMAGE])
+                outs = self.__dict__.get("_encoder", self.backend.image_graph)(inputs[Names.IMAGE])
                 return dict(zip(io["image"]["outputs"], outs))
             if role == "head":
                 names = io["head"]["inputs"][1:]
@@ -750,16 +458,15 @@ class TorchExecutor(Executor):
         return buffer
 
 
-def make_device_pipeline(
-    meta: BundleMeta, backend, setting="auto", max_windows: int = 4, test_scale=None, postprocess_kernel="auto"
-) -> Optional[DevicePipeline]:
+def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows: int = 4, test_scale=None,
+                         postprocess_kernel="auto", encoder_variant="auto") -> Optional[DevicePipeline]:  # fmt: skip
     """The device pipeline for ``backend``, or None where the host path is used.
 
     ``setting``: "auto" (on where the data can stay on a GPU: a backend that ``runs_on_gpu`` and has a
     ``device_executor`` (TensorRT, torch on CUDA), with a sigmoid bundle and CUDA native ops), True (required: refuse
     with the reason when impossible; a host backend's executor runs it on host buffers), False (host path). A
     backend's ``frame_graphs(executor)`` gives the frame's CUDA graphs, or None. ``test_scale``: the frames' test
-    resize (None: the bundle's; ``Engine(test_scale=...)``). ``postprocess_kernel``: ``Engine(postprocess_kernel=...)``.
+    resize (None: the bundle's; ``Engine(test_scale=...)``). ``postprocess_kernel``, ``encoder_variant``: the Engine's.
     """
     ENGINE_OPTIONS["device_pipeline"].check_value(setting)  # its row's values and words
     if setting is False:
@@ -783,15 +490,4 @@ def make_device_pipeline(
     executor: Executor = executor_of()
     graphs_of = getattr(backend, "frame_graphs", None)
     graphs = graphs_of(executor) if graphs_of is not None else None
-    return DevicePipeline(meta, executor, max_windows, graphs, test_scale, postprocess_kernel)
-
-
-def _runs(chunk: Sequence[Tuple[int, int]]) -> List[Tuple[int, int, int, int]]:
-    """A batch's ``(frame, window)`` pairs as runs ``(frame, first window, count, row in the batch)``."""
-    runs: List[Tuple[int, int, int, int]] = []
-    for row, (frame, window) in enumerate(chunk):
-        if runs and runs[-1][0] == frame:
-            runs[-1] = (frame, runs[-1][1], runs[-1][2] + 1, runs[-1][3])
-        else:
-            runs.append((frame, window, 1, row))
-    return runs
+    return DevicePipeline(meta, executor, max_windows, graphs, test_scale, postprocess_kernel, encoder_variant)

@@ -94,17 +94,16 @@ def lanes_unavailable(engine: Any) -> Optional[str]:
 
 def _new_lane(pipeline: Any) -> Any:
     """A device pipeline like ``pipeline.device``, of its own: ``pipeline.make_device_lane()`` where a test set one,
-    else ``make_device_pipeline`` over the same backend, windows per call, test scale and post-processing kernels (the
-    Engine's choice, shared: a geometry timed once serves every lane)."""
+    else ``make_device_pipeline`` over the same backend, windows per call, test scale, post-processing kernels and
+    image encoder variant (the Engine's choices, shared: a geometry or an encoder timed once serves every lane)."""
     factory = getattr(pipeline, "make_device_lane", None)
     if factory is not None:
         return factory()
     from .device_pipeline import make_device_pipeline
 
     device = pipeline.device
-    return make_device_pipeline(
-        pipeline.meta, pipeline.backend, True, device.max_windows, device.test_scale, postprocess_kernel=device.kernels
-    )
+    return make_device_pipeline(pipeline.meta, pipeline.backend, True, device.max_windows, device.test_scale,
+                                postprocess_kernel=device.kernels, encoder_variant=device.encoders)  # fmt: skip
 
 
 def _close_lane(pipe: Any) -> None:

@@ -82,6 +82,8 @@ class WindowedPipeline(Pipeline):
         self._device_lock = threading.Lock()
         self._device_setting = options.device_pipeline
         self._kernel_setting = options.postprocess_kernel  # the device pipeline's (postprocess_choice.py)
+        self._encoder_setting = options.encoder_variant  # and its image encoder's (encoder_choice.py)
+        self._batch_windows = options.max_batch  # a batched graph's windows per encoder call, when given
         self._build_device()
         self.inference = options.inference
         fallback = options.whole_fallback
@@ -92,19 +94,23 @@ class WindowedPipeline(Pipeline):
         """The device pipeline over the current backend (None: the host path), its vocabulary not uploaded yet."""
         from ..device.device_pipeline import make_device_pipeline
 
-        self.device = make_device_pipeline(
-            self.meta, self.backend, self._device_setting, self.max_batch, self._device_scale, self._kernel_setting
-        )
+        self.device = make_device_pipeline(self.meta, self.backend, self._device_setting, self.max_batch,
+                                           self._device_scale, self._kernel_setting, self._encoder_setting)  # fmt: skip
+        if self.device is not None:
+            self.device.batch_windows = self._batch_windows
         self._say_where_the_kernel_applies()
         self._device_vocab: Any = None  # the vocabulary snapshot uploaded to the device pipeline (once per set_classes)
 
     def _say_where_the_kernel_applies(self) -> None:
-        """A pinned ``postprocess_kernel`` where no device pipeline on a GPU post-processes the frames: one INFO line
-        on the "zsseg_rt" logger says it changes nothing here (``postprocess_choice.where_it_applies``)."""
+        """A pinned ``postprocess_kernel`` (or ``encoder_variant``) where no device pipeline on a GPU runs the frames:
+        one INFO line on the "zsseg_rt" logger says it changes nothing here (``where_it_applies`` of
+        ``postprocess_choice`` and ``encoder_choice``)."""
+        from ..device.encoder_choice import where_it_applies as where_the_encoder_applies
         from ..device.postprocess_choice import where_it_applies
 
-        note = where_it_applies(self._kernel_setting, self.device, self.mode)
-        if note is not None:
+        notes = (where_it_applies(self._kernel_setting, self.device, self.mode),
+                 where_the_encoder_applies(self._encoder_setting, self.device))  # fmt: skip
+        for note in (note for note in notes if note is not None):
             logging.getLogger("zsseg_rt").info("%s", note)
 
     def replace_backend(self, backend: Any, plan: Any) -> None:
@@ -113,9 +119,10 @@ class WindowedPipeline(Pipeline):
         nothing (``Pipeline.replace_backend``)."""
         from ..device.device_pipeline import make_device_pipeline
 
-        device = make_device_pipeline(  # raises: no change
-            self.meta, backend, self._device_setting, self.max_batch, self._device_scale, self._kernel_setting
-        )
+        device = make_device_pipeline(self.meta, backend, self._device_setting, self.max_batch, self._device_scale,
+                                      self._kernel_setting, self._encoder_setting)  # raises: no change  # fmt: skip
+        if device is not None:
+            device.batch_windows = self._batch_windows
         with self._device_lock:
             super().replace_backend(backend, plan)
             self.device, self._device_vocab = device, None
