@@ -183,11 +183,12 @@ def _make_directory(directory: str) -> None:
         raise CliError(f"cannot create the output folder {directory!r}: {exc.strerror or exc}") from None
 
 
-def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool, owner=None) -> None:
+def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool, owner=None, folders: Sequence[str] = ()) -> None:
     """Refuse outputs that cannot or may not be written, before any inference, by the output plan's rules (the files of
     each image are its in-place entry: :class:`zsseg_rt.outputs.plan.InPlaceFiles`); then make the output folders and
     remove an interrupted run's temporaries (with ``overwrite``, each said). ``owner``: the run's claim on its folder
-    (or its one file), taken already (``_claimed_plan``); None: the plan claims it.
+    (or its one file), taken already (``_claimed_plan``); None: the plan claims it. ``folders``: the input folders
+    the images were read from (no output may lie inside one: the plan's rule, ``refuse_an_input``).
 
     Raises:
         CliError: an extension OpenCV has no writer for, then the plan's refusals (a folder that cannot be written, an
@@ -210,7 +211,7 @@ def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool, owner=None
         for path in existing_frame_files(plan["directory"], files[VIDEO], plan.get("kinds", VIEWS))
     ]
     single = bool(plan.get("single"))
-    checks = OutputPlan(overwrite, CLI_FLAG, inputs=images)
+    checks = OutputPlan(overwrite, CLI_FLAG, inputs=[*images, *folders])
     checks.in_place(
         "-o",
         targets[0] if single else plan["directory"],
@@ -390,12 +391,14 @@ def run_segment(args) -> int:
     refuse_special_files(images)  # a FIFO, a device, a socket: one line now, not a read that waits forever
     refuse_several_sequences(args, images)
     plan, owner = _claimed_plan(images, args, views)
+    folders = [source for source in args.images if os.path.isdir(source)]  # no output inside one (M8 of issue 87)
     outputs = None
     try:  # the output is this run's from here to its end (one owner per output: zsseg_rt.outputs.owner)
-        check_outputs(images, plan, args.overwrite, owner)
+        check_outputs(images, plan, args.overwrite, owner, folders)
         if owner is None:
             raise CliError(f"cannot write -o {plan['directory']!r}: its owner lock cannot be made there")
-        outputs = _result_outputs(args, images, plan)  # --save-json, the table's -o kinds: checked and claimed now
+        # --save-json, the table's -o kinds: checked and claimed now
+        outputs = _result_outputs(args, [*images, *folders], plan)
         phase("segment:outputs-claimed")  # (a test hook: python_tests/cli/test_cli_segment_inputs.py)
         code = _segment_all(args, images, plan, outputs)
         if outputs is not None:  # in place: the run ended (some images may have failed: the others are in them)
@@ -427,7 +430,7 @@ def _claimed_plan(images: Sequence[str], args, views: Sequence[str]):
     raise CliError(f"no free numbered folder under {RUNS_DIR}: another run takes each one first")
 
 
-def _result_outputs(args, images: Sequence[str], plan: Dict):
+def _result_outputs(args, inputs: Sequence[str], plan: Dict):
     """The outputs of the table's kinds that take results (:mod:`zsseg_rt.outputs.result_outputs`): ``--save-json
     FILE`` (the coco row) and the ``-o`` specs of kinds ``segment`` takes, checked, claimed and opened; None when
     there are none.
@@ -453,7 +456,7 @@ def _result_outputs(args, images: Sequence[str], plan: Dict):
         taken = planned + [plan["class_map"]]
         tracks = getattr(args, "tracks_out", None)
         return ResultOutputs.opened(
-            "segment", specs, args.overwrite, values, images, taken, args.save_json, tracks=tracks
+            "segment", specs, args.overwrite, values, inputs, taken, args.save_json, tracks=tracks
         )
     except OutputRefused as exc:
         raise CliError(str(exc)) from None

@@ -7,11 +7,12 @@ The rules, in :class:`OutputPlan`:
 
 1. **Checked before anything runs** (:meth:`OutputPlan.check`, which writes nothing): two outputs naming the same file
    or folder (``-o out.mp4 -o out.mp4``, ``--stats-json out.mp4 -o out.mp4``, a file inside a folder output under a
-   name that folder writes), an output that is an input, a folder output that is a file, a folder that cannot be
-   written, a disk that is full already; an output that would replace an existing file without ``--overwrite``; a
-   file in a folder output that zsseg_rt did not write (refused even with ``--overwrite``: it is never removed); the
-   leftovers of an interrupted run (``out.partial.mp4``, a staging folder, a ``.NAME.xxxxxxxx.tmp``): refused
-   without ``--overwrite`` and named, removed with it (a log line names each), never silently.
+   name that folder writes), an output that is an input or lies inside an input folder (:func:`refuse_an_input`), a
+   folder output that is a file, a folder that cannot be written, a disk that is full already; an output that would
+   replace an existing file without ``--overwrite``; a file in a folder output that zsseg_rt did not write (refused
+   even with ``--overwrite``: it is never removed); the leftovers of an interrupted run (``out.partial.mp4``, a
+   staging folder, a ``.NAME.xxxxxxxx.tmp``): refused without ``--overwrite`` and named, removed with it (a log line
+   names each), never silently.
 2. **A failed run replaces nothing.** A video is written as ``out.partial.mp4``, a folder's files into a staging
    folder inside it (``DIR/.zsseg-staging-XXXXXXXX``, locked by the writing process), a JSON file under a temporary
    name; :meth:`OutputPlan.commit` renames them all into place once every write has succeeded, and
@@ -72,6 +73,7 @@ __all__ = [
     "StagedFile",
     "StagedFolder",
     "check_free_space",
+    "refuse_an_input",
 ]
 
 log = logging.getLogger("zsseg_rt.outputs")
@@ -119,6 +121,24 @@ def _existing_ancestor(path: str) -> str:
             break
         current = parent
     return current
+
+
+def refuse_an_input(option: str, path: str, inputs: Iterable[str]) -> None:
+    """Refuse (OutputRefused) an output that is one of the run's ``inputs`` (files and folders), or lies inside an
+    input folder (at any depth): the plan's one rule of outputs and inputs, for every command (issue 87, M8: ``zsseg
+    segment ph/ -o ph`` and ``zsseg batch photos/ photos/out`` were accepted, and the next run segmented their own
+    outputs). Paths are compared resolved (symbolic links followed, ``..`` removed)."""
+    output = _same(path)
+    for given in inputs:
+        source = _same(given)
+        if output == source:
+            raise OutputRefused(f"{option} {path} is an input of this run: choose another output", path)
+        if os.path.isdir(given) and output.startswith(source.rstrip(os.sep) + os.sep):
+            raise OutputRefused(
+                f"{option} {path} is inside {given}, an input of this run (a later run would read this run's outputs "
+                "as its input): choose another output",
+                path,
+            )
 
 
 def check_free_space(path: str, option: str) -> None:
@@ -618,11 +638,9 @@ class OutputPlan:
                         "another path for it",
                         entry.path,
                     )
-        inputs = {_same(path) for path in self.inputs}
         for entry in self.entries:
-            for path in entry.output.paths if entry.in_place else [entry.path]:
-                if _same(path) in inputs:
-                    raise OutputRefused(f"{entry.option} {path} is an input of this run: choose another output", path)
+            for path in [entry.path] + (entry.output.paths if entry.in_place else []):
+                refuse_an_input(entry.option, path, self.inputs)
 
     def _check_running(self) -> None:
         for entry in self.entries:

@@ -376,8 +376,15 @@ def _check_vocabulary(output_dir: str, record: Dict[str, Any], resume: bool) -> 
     atomic_write_json(path, record)  # whole or not at all: a full disk leaves the earlier record (the resume's key)
 
 
-def _check_output_dir(output_dir: str) -> None:
-    """OUTPUT can be created and written (checked before Ray starts)."""
+def _check_output_dir(output_dir: str, input_path: str) -> None:
+    """OUTPUT is not INPUT nor inside it (the output plan's rule of every command: a resumed run would segment its
+    own label maps; issue 87, M8), and can be created and written (checked before Ray starts)."""
+    from zsseg_rt.outputs.plan import OutputRefused, refuse_an_input
+
+    try:
+        refuse_an_input("OUTPUT", output_dir, [] if _is_remote(input_path) else [input_path])
+    except OutputRefused as exc:
+        raise ValueError(str(exc)) from None
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"output {output_dir!r} is a file; give a folder for the label PNGs and the manifest")
     try:
@@ -483,7 +490,7 @@ def prepare_batch(
     else:
         names = list(validate_class_names(classes, meta.max_classes))
     plan = plan_batch(input_path, output_dir, resume=resume, max_pixels=limit)
-    _check_output_dir(output_dir)
+    _check_output_dir(output_dir, input_path)
     _check_vocabulary(output_dir, _meaning_record(names, options.get("unknown_below"), meta.digest), resume)
     return BatchJob(
         output_dir=os.path.abspath(output_dir),
