@@ -20,9 +20,9 @@ from zsseg_rt.runtime.backends.base import runner_factory
 
 # (keyword, value, the Python refusal after "NAME: "): a value of each kind of check
 REFUSED = [
-    ("threads", "x", "expected a whole number >= 0, got 'x'"),
-    ("threads", -1, "expected a whole number >= 0, got -1"),
-    ("threads", True, "expected a whole number >= 0, got True"),
+    ("threads", "x", "expected a whole number in [0, 1024], got 'x'"),
+    ("threads", -1, "expected a whole number in [0, 1024], got -1"),
+    ("threads", True, "expected a whole number in [0, 1024], got True"),
     ("verify", "no", "expected True or False, got 'no'"),
     ("mode", "slow", "expected one of 'exact', 'fast', got 'slow'"),
     ("device", "gpu", "expected one of 'auto', 'cpu', 'cuda', 'cuda:N', got 'gpu'"),
@@ -84,7 +84,7 @@ def test_a_preset_value_is_checked_too():
     from zsseg_rt.options import Preset
 
     bad = Preset("bad", engine=(("threads", "many"),), video=(), summary="a test's")
-    with pytest.raises(ValueError, match=r"^threads: expected a whole number >= 0, got 'many'$"):
+    with pytest.raises(ValueError, match=r"^threads: expected a whole number in \[0, 1024\], got 'many'$"):
         ENGINE_OPTIONS.resolve({}, preset=bad)
 
 
@@ -347,7 +347,7 @@ def test_a_ray_workers_options_are_checked_by_the_rows_before_any_worker():
     from zsseg_rt.scale.engine import checked_engine_options
 
     assert checked_engine_options({"threads": 2}, "build_app()") == {"threads": 2}
-    with pytest.raises(ValueError, match=r"^threads: expected a whole number >= 0, got 'x'$"):
+    with pytest.raises(ValueError, match=r"^threads: expected a whole number in \[0, 1024\], got 'x'$"):
         checked_engine_options({"threads": "x"}, "build_app()")
 
 

@@ -44,6 +44,7 @@ class EngineOption:
             read by name when a parser is built); None: any (the code that uses it checks).
         more_help: ``"module:function"`` returning text appended to the help (the registry's rows), or None.
         minimum: an integer flag's smallest value.
+        maximum: an integer option's largest value (None: no bound).
         bounds: ``(low, high)`` of a real-number option (its flag parses a finite number in that range, and the
             Engine refuses another value in one line); None: not a real number.
         cli_values: ``(text, value)`` pairs where a flag's text is not the value (``--prepare none`` -> None).
@@ -71,6 +72,7 @@ class EngineOption:
     choices: Union[None, Tuple[Any, ...], str] = None
     more_help: Optional[str] = None
     minimum: Optional[int] = None
+    maximum: Optional[int] = None
     bounds: Optional[Tuple[float, float]] = None
     cli_values: Tuple[Tuple[str, Any], ...] = ()
     cli_defaults: Tuple[Tuple[str, Any], ...] = ()
@@ -150,6 +152,7 @@ class EngineOption:
             what = "one of " + ", ".join(shown)
         elif "int" in kinds:
             what = "a whole number" + (f" >= {self.minimum}" if self.minimum is not None else "")
+            what = f"a whole number in [{self.minimum}, {self.maximum}]" if self.maximum is not None else what
         elif "float" in kinds:
             what = f"a number in [{self.bounds[0]:g}, {self.bounds[1]:g}]" if self.bounds else "a finite number"
         else:
@@ -171,6 +174,8 @@ class EngineOption:
             other = self.pattern is not None and isinstance(value, str) and re.fullmatch(self.pattern[0], value)
             return None if other or any(value == v and type(value) is type(v) for v in values) else wrong
         if self.minimum is not None and _kind_of(value) == "int" and value < self.minimum:
+            return wrong
+        if self.maximum is not None and _kind_of(value) == "int" and value > self.maximum:
             return wrong
         if _kind_of(value) in ("int", "float") and "float" in (kinds or ()):
             low, high = self.bounds if self.bounds is not None else (-math.inf, math.inf)
