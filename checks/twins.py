@@ -80,6 +80,8 @@ SHAPE_ONLY: Dict[Tuple[str, str], str] = {
     ("zsseg_rt/prepare/onnxruntime.py", "zsseg_rt/prepare/openvino.py"): "the precision preparers' signature",
     ("zsseg_rt/runtime/backends/table.py", "zsseg_rt/runtime/backends/table.py"): "a table: the same fields, each "
     "row its own values",
+    ("zsseg_rt/stream/loop/session_checks.py", "zsseg_rt/stream/loop/session_checks.py"): "a table (the Session's "
+    "option rules): the same fields, each row its own values",
     ("zsseg_rt/export/torch_backend.py", "zsseg_rt/stream/loop/session.py"): "a module's head: a list of imported "
     "names, its __all__ and its logger",
     ("zsseg_rt/outputs/ros_messages.py", "zsseg_rt/outputs/ros_messages.py"): "one CDR writer per type: its size, "
