@@ -14,7 +14,8 @@ Engine; the rows take turns, round after round:
 - ``--live -o foxglove://`` with one viewer (another process, subscribed to every topic and reading);
 - ``--live -o out.mcap --objects`` (issue 81): also each frame's objects (``Result.objects()``, found in the inference
   thread as ``zsseg camera --objects`` finds them) as ``vision_msgs/msg/Detection2DArray`` and
-  ``foxglove_msgs/msg/ImageAnnotations``.
+  ``foxglove_msgs/msg/ImageAnnotations``; its tracking column (issue 89): those objects through one
+  ``ObjectTracker`` frame after frame, as ``--track`` does, timed apart like the objects (target: at most 2 %).
 
 The cost of an output is the CPU time its writer thread spends on it per frame (``time.thread_time`` around the
 drawing of the overlay and the sink's ``write_result``: encoding, compression, writing); it is judged against the
@@ -55,6 +56,7 @@ from .common import machine_description, show_section
 
 SECTION = "## Labels for robots: the MCAP and Foxglove outputs' cost per frame (issue 74)"
 TARGET_SHARE = 5.0  # % of --live's frame time, per output (and for the objects: finding and encoding them)
+TRACK_SHARE = 2.0  # % of --live's frame time for tracking the objects (--track, issue 89)
 CLASSES = 25  # the vocabulary of every row: the first 25 of benchmarks video's classes (issue 81's objects row)
 OBJECTS_ROW = "--live -o out.mcap --objects"
 IDLE_LIVE_FRAME_MS = 157.0  # --live on vtest, idle (BENCHMARKS.md "Live video": 6.37 fps): the budget's reference
@@ -136,14 +138,21 @@ def time_objects(maps: List[Tuple[Any, Any]], names: List[str]) -> Dict[str, flo
     running in it: its CPU time is theirs, OpenCV's threads included); the objects and the messages' bytes."""
     from zsseg_rt.outputs import object_messages
     from zsseg_rt.runtime.result import Result, palette
+    from zsseg_rt.runtime.tracking import ObjectTracker
 
     colors = palette(len(names))
-    find_cpu = encode_cpu = wall = 0.0
+    tracker = ObjectTracker()  # --track: the frame's objects through one tracker, frame after frame (issue 89)
+    import scipy.optimize  # noqa: F401 - the first assignment's import, once a run: not a frame's cost
+
+    find_cpu = encode_cpu = track_cpu = wall = 0.0
     objects = message_bytes = 0
     for k, (labels, scores) in enumerate(maps):
         result = Result(labels=labels, scores=scores, class_names=list(names))
         cpu, start = time.process_time(), time.perf_counter()
         found = result.objects()
+        tracking = time.thread_time()  # the tracker runs in this thread alone (see benchmarks/tracking.py)
+        tracker.update(found)
+        track_cpu += time.thread_time() - tracking
         middle = time.process_time()
         detections = object_messages.detection_2d_array(k, "vtest", found)
         annotations = object_messages.image_annotations(k, found, colors)
@@ -155,6 +164,7 @@ def time_objects(maps: List[Tuple[Any, Any]], names: List[str]) -> Dict[str, flo
     return {
         "objects_find_ms": 1000.0 * find_cpu / frames,
         "objects_encode_ms": 1000.0 * encode_cpu / frames,
+        "objects_track_ms": 1000.0 * track_cpu / frames,
         "objects_ms": 1000.0 * (find_cpu + encode_cpu) / frames,
         "objects_wall_ms": 1000.0 * wall / frames,
         "objects_per_frame": objects / frames,
@@ -276,8 +286,8 @@ def render(results: Dict[str, List[Dict[str, Any]]], args, path: str, load, seco
         f"window a frame (512x384), a keyframe every 4; {args.rounds} rounds, the rows taking turns, medians",
         "",
         "| row | frame time ms | process CPU ms / frame | output CPU ms / frame (writer thread) | share of `--live`'s "
-        "frame time | share of `--live`'s CPU / frame | file / frame |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "frame time | share of `--live`'s CPU / frame | file / frame | tracking CPU ms / frame (`--track`) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     verdicts = []
     for label, _ in ROWS:
@@ -290,7 +300,7 @@ def render(results: Dict[str, List[Dict[str, Any]]], args, path: str, load, seco
         lines.append(
             f"| {label} | {frame:.1f} | {cpu:.1f} | {'-' if output is None else f'{output:.2f}'} | "
             f"{'-' if share is None else f'{share:.2f} %'} | {'-' if cpu_share is None else f'{cpu_share:.2f} %'} | "
-            f"{'-' if size is None else f'{size / 1024:.1f} KiB'} |"
+            f"{'-' if size is None else f'{size / 1024:.1f} KiB'} | {_shown(_median(rows, 'objects_track_ms'))} |"
         )
         if share is not None and label in ("--live -o out.mcap", "--live -o foxglove:// (one viewer)"):
             verdicts.append(
@@ -303,6 +313,7 @@ def render(results: Dict[str, List[Dict[str, Any]]], args, path: str, load, seco
         "",
         *verdicts,
         *_objects_verdict(results[OBJECTS_ROW], peer, peer_cpu),
+        *_tracking_verdict(results[OBJECTS_ROW], peer),
         "",
         *_reading(results, peer, peer_cpu, load),
     ]
@@ -325,6 +336,25 @@ def _objects_verdict(rows: List[Dict[str, Any]], peer: float, peer_cpu: float) -
         f"({'within' if idle <= TARGET_SHARE else '**over**'} the target there); "
         f"{_median(rows, 'objects_per_frame'):.1f} objects a frame, their messages "
         f"{(_median(rows, 'objects_bytes') or 0) / 1024:.1f} KiB a frame (before the file's compression)"
+    ]
+
+
+def _shown(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _tracking_verdict(rows: List[Dict[str, Any]], peer: float) -> List[str]:
+    """The tracking's line (issue 89): ``ObjectTracker.update`` on the objects row's objects, frame after frame."""
+    cost = _median(rows, "objects_track_ms")
+    if cost is None:
+        return []
+    share, idle = 100.0 * cost / peer, 100.0 * cost / IDLE_LIVE_FRAME_MS
+    return [
+        f"- tracking (`--track`: `ObjectTracker.update` on those objects, frame after frame, {CLASSES} classes, "
+        f"{_median(rows, 'objects_per_frame'):.1f} objects a frame): {cost:.3f} ms of CPU a frame = {share:.2f} % of "
+        f"`--live`'s frame time ({peer:.1f} ms; target <= {TRACK_SHARE:.0f} %): "
+        f"{'met' if share <= TRACK_SHARE else '**missed**'}; {idle:.2f} % of an idle machine's "
+        f"{IDLE_LIVE_FRAME_MS:.0f} ms ({'within' if idle <= TRACK_SHARE else '**over**'} the target there)"
     ]
 
 

@@ -40,6 +40,7 @@ FLAG_VALUES = {
     "encoder_variant": (["fp8"], "fp8"),  # likewise (the host path)
     "object_min_area": (["0.005"], 0.005),
     "max_objects": (["7"], 7),
+    "track_max_missed": (["2"], 2),
 }
 MODES = {"camera": "exact"}  # --mode: the other one than the command's default (fast on camera)
 
@@ -100,7 +101,8 @@ def test_every_command_that_opens_an_engine_shows_the_same_engine_flags():
         missing = every - set(_engine_flags(commands[command]))
         assert all(not ENGINE_OPTIONS[r.name].workers for r in ENGINE_OPTIONS.flagged() if r.flag in missing), missing
     assert all(reason for _, reason in PARTIAL_ENGINE_COMMANDS.values())
-    assert {row.name for row in ENGINE_OPTIONS.flagged() if not row.workers} == {"prepare"}
+    kept_from_workers = {"prepare", "track_max_missed"}  # (tracks: no worker sees a stream of frames)
+    assert {row.name for row in ENGINE_OPTIONS.flagged() if not row.workers} == kept_from_workers
     (precision,) = [a for a in commands["serve"]._actions if "--precision" in a.option_strings]
     precision.help += " (serve's own)"
     assert _engine_flags(commands["serve"])["--precision"] != seen["--precision"]  # the control

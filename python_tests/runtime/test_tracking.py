@@ -66,6 +66,15 @@ def test_an_object_keeps_its_id_and_a_new_one_gets_a_new_id():
     assert second[0] == first[0] and second[1] not in first
 
 
+def test_the_overlapping_region_wins_over_a_nearer_gated_one_that_does_not_overlap():
+    # two regions within the distance gate of one track: the one its mask overlaps keeps its id, though the other's
+    # distance alone would cost less (a pair within the gate is matched by distance only when it has no rival)
+    tracker = ObjectTracker()
+    (first,) = _ids(tracker, (1, 20, 20, 10, 20))
+    overlapping, apart = _ids(tracker, (1, 22, 20, 10, 20), (1, 33, 20, 10, 20))
+    assert overlapping == first and apart != first
+
+
 def test_ids_are_never_given_again_after_a_track_ended():
     tracker = ObjectTracker(max_missed=0)
     given = set()

@@ -331,5 +331,20 @@ ENGINE_OPTIONS = OptionTable(
             metavar="N",
             minimum=1,
         ),
+        EngineOption(
+            "track_max_missed",
+            5,
+            "int",
+            "tracks (--track, `Session(track=True)`, `zsseg_rt.ObjectTracker`): the frames an object may go unseen and "
+            "keep its track id; one more and its track ends (its id is never given again). The default, 5, keeps an "
+            "object through a dropout of 3 frames with 2 to spare (at --live's 6 frames a second, about a second).",
+            doc="``zsseg_rt.runtime.tracking`` (``ObjectTracker(max_missed=...)`` overrides it); 0 ends a track at "
+            "its first missed frame. The Engine does not track: the stream (``Session``) and ``zsseg segment`` read it.",
+            flag="--track-max-missed",
+            metavar="N",
+            minimum=0,
+            workers=False,
+            not_in_workers="a worker segments images one at a time (zsseg batch, zsseg serve): no tracks",
+        ),
     ]
 )

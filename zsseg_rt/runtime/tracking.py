@@ -37,11 +37,14 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from zsseg_rt.options import ENGINE_OPTIONS
+
 from .objects import FrameObjects, RegionObject
 
 __all__ = ["DEFAULT_MAX_MISSED", "ObjectTracker", "SourceTrackers", "crop_mask"]
 
-DEFAULT_MAX_MISSED = 5  # read from the option table's row once it has one (tracking.max_missed_default)
+# The default lives in the option table (its row's help says why this value); read here, never copied.
+DEFAULT_MAX_MISSED: int = ENGINE_OPTIONS["track_max_missed"].default
 MIN_OVERLAP = 0.1  # a predicted mask overlapping a region by this IoU pairs them whatever the distance
 GATE = 1.5  # box sides (the larger side of the two boxes) from the predicted centre to a region's centre
 GATE_GROWTH = 0.5  # more box sides per frame missed
@@ -51,8 +54,8 @@ _NO_PAIR = 1e6  # the cost of a pair outside the gate (never kept)
 
 
 def _check_max_missed(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"track_max_missed: expected a whole number >= 0, got {value!r}")
+    """``value`` checked by the option's row (ValueError in its words: ``track_max_missed: expected ...``)."""
+    ENGINE_OPTIONS["track_max_missed"].check_value(value)
     return int(value)
 
 
@@ -62,10 +65,12 @@ def _counts_runs(counts: str) -> np.ndarray:
     codes = np.frombuffer(counts.encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
     if not codes.size:
         return np.zeros(0, dtype=np.int64)
-    ends = np.flatnonzero((codes & 0x20) == 0)  # a value's last character has no continuation bit
+    last = (codes & 0x20) == 0  # a value's last character has no continuation bit
+    ends = np.flatnonzero(last)
     starts = np.concatenate(([0], ends[:-1] + 1))
     groups = ends - starts + 1
-    shift = 5 * (np.arange(codes.size) - np.repeat(starts, groups))
+    value = np.cumsum(np.concatenate(([True], last[:-1])), dtype=np.intp) - 1  # each character's value
+    shift = 5 * (np.arange(codes.size) - starts[value])
     values = np.add.reduceat((codes & 0x1F) << shift, starts)
     values -= np.where(codes[ends] & 0x10, np.int64(1) << (5 * groups), 0)  # the sign of the last group
     runs = values.copy()
@@ -90,13 +95,29 @@ def crop_mask(rle: Dict[str, Any], box: Sequence[int]) -> np.ndarray:
     return inside[y : y + h].astype(bool)
 
 
+class _Mask:
+    """A region's mask crop, decoded from its RLE when first asked for (most pairs never need it: see
+    :meth:`ObjectTracker._costs`)."""
+
+    __slots__ = ("rle", "box", "_crop")
+
+    def __init__(self, item: RegionObject):
+        self.rle, self.box, self._crop = item.rle, item.box, None
+
+    @property
+    def crop(self) -> np.ndarray:
+        if self._crop is None:
+            self._crop = crop_mask(self.rle, self.box)
+        return self._crop
+
+
 @dataclasses.dataclass
 class _Track:
     """One identity: its id, its last region (box, mask crop, area), its velocity and how many frames it was missed."""
 
     track_id: int
     box: Tuple[float, float, float, float]
-    mask: np.ndarray
+    mask: _Mask
     area: int
     velocity: Optional[Tuple[float, float]] = None  # box centre's move per frame; None: not known yet
     missed: int = 0
@@ -190,7 +211,7 @@ class ObjectTracker:
     def _match_class(self, tracks: List[_Track], found: List[RegionObject]) -> List[int]:
         """Match one class's regions to its tracks (see the module); returns each region's track id (new tracks
         added), every unmatched track's ``missed`` counted."""
-        masks = [crop_mask(item.rle, item.box) for item in found]
+        masks = [_Mask(item) for item in found]
         pairs: Dict[Tuple[int, int], float] = {}
         if tracks and found:
             cost = self._costs(tracks, found, masks)
@@ -220,31 +241,43 @@ class ObjectTracker:
             ids.append(track.track_id)
         return ids
 
-    def _costs(self, tracks: List[_Track], found: List[RegionObject], masks: List[np.ndarray]) -> np.ndarray:
+    def _costs(self, tracks: List[_Track], found: List[RegionObject], masks: List[_Mask]) -> np.ndarray:
         """``[tracks, regions]``: ``1 - IoU`` of the moved mask plus half the distance over the gate; outside the
-        gate :data:`_NO_PAIR`."""
+        gate :data:`_NO_PAIR`. A pair within the gate whose track and region have no other candidate is matched by
+        the distance alone (its IoU would change no assignment: the masks are not decoded for it)."""
         boxes = np.array([item.box for item in found], dtype=np.float64)
         centres = boxes[:, :2] + boxes[:, 2:] / 2.0
-        cost = np.full((len(tracks), len(found)), _NO_PAIR)
-        for row, track in enumerate(tracks):
-            x, y, w, h = track.predicted(self.motion)
-            corner = (int(round(x)), int(round(y)))
-            reach = np.maximum(max(w, h), boxes[:, 2:].max(axis=1)) * (GATE + GATE_GROWTH * track.missed)
-            distance = np.hypot(centres[:, 0] - (x + w / 2.0), centres[:, 1] - (y + h / 2.0))
-            meets = (
-                (boxes[:, 0] < corner[0] + w) & (corner[0] < boxes[:, 0] + boxes[:, 2])
-                & (boxes[:, 1] < corner[1] + h) & (corner[1] < boxes[:, 1] + boxes[:, 3])
-            )  # fmt: skip
-            for column in range(len(found)):
-                iou = 0.0
-                if meets[column]:
-                    iou = _overlap(track.mask, corner, track.area, masks[column], found[column].box, found[column].area)
-                if iou >= MIN_OVERLAP or (self.motion and distance[column] <= reach[column]):
-                    cost[row, column] = 1.0 - iou + 0.5 * min(1.0, distance[column] / reach[column])
+        predicted = np.array([track.predicted(self.motion) for track in tracks], dtype=np.float64)
+        corners = np.round(predicted[:, :2])
+        sides = predicted[:, 2:]
+        steps = GATE + GATE_GROWTH * np.array([track.missed for track in tracks], dtype=np.float64)
+        reach = np.maximum(sides.max(axis=1)[:, None], boxes[None, :, 2:].max(axis=2)) * steps[:, None]
+        distance = np.hypot(
+            centres[None, :, 0] - (predicted[:, None, 0] + sides[:, None, 0] / 2.0),
+            centres[None, :, 1] - (predicted[:, None, 1] + sides[:, None, 1] / 2.0),
+        )
+        meets = (
+            (boxes[None, :, 0] < corners[:, None, 0] + sides[:, None, 0])
+            & (corners[:, None, 0] < boxes[None, :, 0] + boxes[None, :, 2])
+            & (boxes[None, :, 1] < corners[:, None, 1] + sides[:, None, 1])
+            & (corners[:, None, 1] < boxes[None, :, 1] + boxes[None, :, 3])
+        )
+        within = (distance <= reach) if self.motion else np.zeros_like(meets)
+        candidate = meets | within
+        shared = (candidate.sum(axis=1, keepdims=True) > 1) | (candidate.sum(axis=0, keepdims=True) > 1)
+        cost = np.full(candidate.shape, _NO_PAIR)
+        for row, column in zip(*np.nonzero(candidate)):
+            iou = 1.0 if within[row, column] and not shared[row, column] else 0.0  # alone: the distance decides
+            if meets[row, column] and (shared[row, column] or not within[row, column]):
+                track, item = tracks[row], found[column]
+                at = (int(corners[row, 0]), int(corners[row, 1]))
+                iou = _overlap(track.mask.crop, at, track.area, masks[column].crop, item.box, item.area)
+            if iou >= MIN_OVERLAP or within[row, column]:
+                cost[row, column] = 1.0 - iou + 0.5 * min(1.0, distance[row, column] / reach[row, column])
         return cost
 
     @staticmethod
-    def _follow(track: _Track, item: RegionObject, mask: np.ndarray) -> None:
+    def _follow(track: _Track, item: RegionObject, mask: _Mask) -> None:
         """The track takes the region: its box, mask and area, and its velocity from the move (none across a jump in
         size: a merge or a split)."""
         x, y, w, h = (float(v) for v in item.box)
