@@ -11,7 +11,9 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "setup_jetson.sh"
 
 
-def _check(tmp_path: Path, release: str | None, model: str = "NVIDIA Jetson AGX Orin Developer Kit"):
+def _check(
+    tmp_path: Path, release: str | None, model: str = "NVIDIA Jetson AGX Orin Developer Kit", wheel: Path | None = None
+):
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     (root / "proc" / "device-tree").mkdir(parents=True)
@@ -24,6 +26,9 @@ def _check(tmp_path: Path, release: str | None, model: str = "NVIDIA Jetson AGX 
     (cuda / "nvcc").chmod(0o755)
     env = dict(os.environ, ZSSEG_SYSROOT=str(root), CUDA_HOME=str(cuda.parent), PYTHON=sys.executable)
     env.pop("CMAKE_CUDA_ARCHITECTURES", None)
+    env.pop("ZSSEG_JETSON_WHEEL", None)
+    if wheel is not None:
+        env["ZSSEG_JETSON_WHEEL"] = str(wheel)
     return subprocess.run(["bash", str(SCRIPT), "--check"], capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -53,3 +58,21 @@ def test_refuses_a_machine_that_is_not_a_jetson(tmp_path):
     out = _check(tmp_path, None)
     assert out.returncode != 0
     assert "this is not a Jetson" in out.stderr and "setup_env.sh" in out.stderr
+
+
+def test_refuses_a_wheel_that_is_not_there(tmp_path):
+    """ZSSEG_JETSON_WHEEL (a wheel built elsewhere, installed instead of building on the device) is checked with the
+    rest of the device, before any venv is made: a missing file or another file is refused in one line."""
+    release = "# R36 (release), REVISION: 4.3, GCID: 1\n"
+    missing = tmp_path / "zsseg_rt-0.1.0-cp310-cp310-linux_aarch64.whl"
+    out = _check(tmp_path, release, wheel=missing)
+    assert out.returncode == 1, out.stdout
+    assert f"ZSSEG_JETSON_WHEEL={missing}: no such file" in out.stderr
+    other = tmp_path / "numpy-1.26.4-cp310-cp310-linux_aarch64.whl"
+    other.write_bytes(b"PK")
+    out = _check(tmp_path / "again", release, wheel=other)
+    assert out.returncode == 1 and f"ZSSEG_JETSON_WHEEL={other} is not a zsseg_rt wheel" in out.stderr, out.stderr
+    missing.write_bytes(b"PK")  # control: a zsseg_rt wheel that is there passes the check
+    out = _check(tmp_path / "control", release, wheel=missing)
+    assert out.returncode == 0, out.stderr
+    assert f"installing the wheel {missing} instead of building here" in out.stdout

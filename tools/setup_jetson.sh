@@ -5,7 +5,9 @@
 #   bash tools/setup_jetson.sh            print what was found, then set up
 #   bash tools/setup_jetson.sh --check    print what was found (JetPack/L4T, CUDA, TensorRT, GPU, Python) and stop
 # Environment: ZSSEG_VENV (default .venv-jetson), PYTHON (default python3), CMAKE_CUDA_ARCHITECTURES (default:
-# 87 on Orin, 72 on Xavier), ZSSEG_SYSROOT (read /etc and /proc under this prefix: for tests).
+# 87 on Orin, 72 on Xavier), ZSSEG_SYSROOT (read /etc and /proc under this prefix: for tests), ZSSEG_JETSON_WHEEL (a
+# zsseg_rt wheel built for this device elsewhere, e.g. on another Jetson or cross-compiled as
+# tools/cross_python_aarch64.sh does: installed instead of building here; its CUDA kernels are what it was built with).
 # twin (by shape): tools/runtime_only_tests.sh and the other tools/ scripts - the standalone preamble (repository
 # root, venv and Python from the environment)
 set -euo pipefail
@@ -13,6 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ZSSEG_VENV:-$ROOT/.venv-jetson}"
 PY="${PYTHON:-python3}"
 SYSROOT="${ZSSEG_SYSROOT:-}"
+WHEEL="${ZSSEG_JETSON_WHEEL:-}"
 NVCC="${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"
 if [ ! -x "$NVCC" ] && [ -z "${CUDA_HOME:-}" ] && command -v nvcc >/dev/null 2>&1; then NVCC="$(command -v nvcc)"; fi
 CHECK_ONLY=0
@@ -71,8 +74,17 @@ case "$TRT_VERSION" in
   10.*) ;;
   *) say "WARNING: the TensorRT backend needs TensorRT 10 (JetPack 6.1+), found: $TRT_VERSION. The ONNX Runtime backend works without it." ;;
 esac
-[ -n "$CUDA_VERSION" ] || say "WARNING: no nvcc at $NVCC (set CUDA_HOME): the native module is built without CUDA kernels."
-[ -n "$ARCH" ] || say "WARNING: unknown GPU '$MODEL': set CMAKE_CUDA_ARCHITECTURES (87 Orin, 72 Xavier); building for nvcc's default list."
+if [ -n "$WHEEL" ]; then
+  [ -f "$WHEEL" ] || die "ZSSEG_JETSON_WHEEL=$WHEEL: no such file (a zsseg_rt wheel built for this device, or unset it to build here)"
+  case "$(basename "$WHEEL")" in
+    zsseg_rt-*.whl) ;;
+    *) die "ZSSEG_JETSON_WHEEL=$WHEEL is not a zsseg_rt wheel (zsseg_rt-VERSION-TAGS.whl)" ;;
+  esac
+  say "installing the wheel $WHEEL instead of building here (nvcc and the GPU architecture are not used)"
+else
+  [ -n "$CUDA_VERSION" ] || say "WARNING: no nvcc at $NVCC (set CUDA_HOME): the native module is built without CUDA kernels."
+  [ -n "$ARCH" ] || say "WARNING: unknown GPU '$MODEL': set CMAKE_CUDA_ARCHITECTURES (87 Orin, 72 Xavier); building for nvcc's default list."
+fi
 if [ "$CHECK_ONLY" = 1 ]; then exit 0; fi
 
 # ---- venv, runtime dependencies, native build ---------------------------------------------------------------
@@ -87,18 +99,22 @@ else
   EXTRAS="onnxruntime,objects"  # keep JetPack's OpenCV: a pip OpenCV would shadow it and lose GStreamer
   NUMPY="numpy>=1.24,<2" # JetPack's OpenCV is built against NumPy 1.x
 fi
-say "installing the runtime dependencies (.[$EXTRAS], $NUMPY; no torch) and the build tools"
-"$VENV/bin/pip" install -q "$NUMPY" "${TOOLS[@]}"
-ARGS=()
-if [ -n "$CUDA_VERSION" ]; then
-  export CUDACXX="$NVCC"
-  if [ -n "$ARCH" ]; then ARGS+=(-C "cmake.define.CMAKE_CUDA_ARCHITECTURES=$ARCH"); fi
+say "installing the runtime dependencies (.[$EXTRAS], $NUMPY; no torch)$([ -n "$WHEEL" ] || echo " and the build tools")"
+if [ -n "$WHEEL" ]; then
+  "$VENV/bin/pip" install -q "$WHEEL[$EXTRAS]" "$NUMPY"  # pip refuses a wheel of another platform or Python
 else
-  ARGS+=(-C "cmake.define.ZS_WITH_CUDA=OFF")  # as announced above, even if CMake could find another nvcc
+  "$VENV/bin/pip" install -q "$NUMPY" "${TOOLS[@]}"
+  ARGS=()
+  if [ -n "$CUDA_VERSION" ]; then
+    export CUDACXX="$NVCC"
+    if [ -n "$ARCH" ]; then ARGS+=(-C "cmake.define.CMAKE_CUDA_ARCHITECTURES=$ARCH"); fi
+  else
+    ARGS+=(-C "cmake.define.ZS_WITH_CUDA=OFF")  # as announced above, even if CMake could find another nvcc
+  fi
+  if [ -n "$CUDA_VERSION" ]; then COMPILER="nvcc $CUDA_VERSION"; else COMPILER="no CUDA"; fi
+  say "building zsseg_rt with $COMPILER (a few minutes on the device)"
+  (cd "$ROOT" && "$VENV/bin/pip" install -q --no-build-isolation "${ARGS[@]}" ".[$EXTRAS]" "$NUMPY")
 fi
-if [ -n "$CUDA_VERSION" ]; then COMPILER="nvcc $CUDA_VERSION"; else COMPILER="no CUDA"; fi
-say "building zsseg_rt with $COMPILER (a few minutes on the device)"
-(cd "$ROOT" && "$VENV/bin/pip" install -q --no-build-isolation "${ARGS[@]}" ".[$EXTRAS]" "$NUMPY")
 
 (cd / && "$VENV/bin/python" - <<'PYCHECK'
 import importlib
