@@ -102,7 +102,8 @@ class _Mask:
     __slots__ = ("rle", "box", "_crop")
 
     def __init__(self, item: RegionObject):
-        self.rle, self.box, self._crop = item.rle, item.box, None
+        self.rle, self.box = item.rle, item.box
+        self._crop: Optional[np.ndarray] = None
 
     @property
     def crop(self) -> np.ndarray:
