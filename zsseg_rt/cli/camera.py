@@ -117,14 +117,9 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         help="find each frame's objects: each class's connected regions (box, centroid, area, score, mask; "
         "--object-min-area, --max-objects), written as COCO instances into --save-json",
     )
-    p.add_argument(
-        "--track",
-        action="store_true",
-        help="give each frame's objects (--objects) a track id that keeps an object's identity across frames, one "
-        'tracker per source (docs/usage.md, "For robots"): in the robot outputs\' Detection2D.id and annotations, '
-        "the COCO instances and --tracks-out; a track survives --track-max-missed frames unseen",
-    )
-    p.add_argument("--tracks-out", metavar="FILE", help=flag_help("tracks"))  # the tracks row's words
+    from zsseg_rt.outputs.tracks_sink import add_track_arguments
+
+    add_track_arguments(p, "one tracker per source")  # --track, --tracks-out
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_camera_command)
     return p

@@ -655,14 +655,9 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         "--object-min-area of the image, at most --max-objects, as box [x, y, w, h], centroid, area, score (the "
         "class's mean score over the region) and RLE mask: in --json ('objects') and --save-json",
     )
-    p.add_argument(
-        "--track",
-        action="store_true",
-        help="(a video file, or the images of a folder in name order: a sequence of frames) give the objects "
-        "(--objects) a track id that keeps an object's identity from frame to frame: in --json, --save-json and "
-        "--tracks-out; each video and each folder one tracker",
-    )
-    p.add_argument("--tracks-out", metavar="FILE", help=flag_help("tracks"))  # the tracks row's words
+    from zsseg_rt.outputs.tracks_sink import add_track_arguments
+
+    add_track_arguments(p, "a video file, or the images of a folder in name order: one tracker each")
     p.add_argument(
         "--json",
         action="store_true",

@@ -26,7 +26,22 @@ from zsseg_rt.outputs.plan import PYTHON_FLAG, OutputPlan
 
 from .sink_base import FrameSink, SinkError
 
-__all__ = ["TracksSink", "mot_lines"]
+__all__ = ["TracksSink", "add_track_arguments", "mot_lines"]
+
+
+def add_track_arguments(parser: Any, sequences: str) -> None:
+    """``--track`` and ``--tracks-out FILE`` (the tracks row's help) on a command's parser (``zsseg camera``,
+    ``zsseg segment``); ``sequences``: the command's words for what one tracker follows."""
+    from .kinds import flag_help
+
+    parser.add_argument(
+        "--track",
+        action="store_true",
+        help=f"give the objects (--objects) a track id that keeps an object's identity from frame to frame ({sequences}"
+        "; docs/usage.md, 'For robots'), in every output that carries objects (the robot outputs' Detection2D.id and "
+        "annotations, COCO instances, --json) and --tracks-out; a track survives --track-max-missed frames unseen",
+    )
+    parser.add_argument("--tracks-out", metavar="FILE", help=flag_help("tracks"))  # the tracks row's words
 
 
 def mot_lines(frame: int, objects: Any) -> str:
