@@ -499,9 +499,12 @@ STREAMS_CAP_S = 30  # P7S: the streams benchmark's run is cut here (the review: 
 
 
 def part_batch(ctx) -> dict:
-    """P7: ``engine([photo] * 4)`` against 4 single calls on the torch CUDA Engine (the tiny bundle, ``_tiny_here``:
-    its images/s are the device path's, not the full encoder's)."""
-    import numpy as np
+    """P7: ``engine([photo] * n)`` against n single calls (n = 4, 8) on the torch CUDA Engine (the tiny bundle,
+    ``_tiny_here``: its images/s are the device path's, not the full encoder's), the batched calls replaying the
+    graphs captured per batch size (runtime/device/frame_batches.py; checks/_gpu_engine_batch.time_batched)."""
+    import torch
+
+    from checks import _gpu_engine_batch as gb
 
     _needs_zsseg_cuda()
     ge = _engine_module()
@@ -511,20 +514,13 @@ def part_batch(ctx) -> dict:
     image = _photo()
     engine = ge.torch_engine(bundle, model, "fp16")
     engine.set_classes(_names(20))
-    batch, singles = [], []
-    for index in range(7):  # the first 2 rounds warm up (captures; the batched call runs eagerly)
-        start = time.perf_counter()
-        many = engine([image] * 4)
-        middle = time.perf_counter()
-        ones = [engine(image) for _ in range(4)]
-        if index >= 2:
-            batch.append(middle - start)
-            singles.append(time.perf_counter() - middle)
-    ctx.record("batched_4_ms", 1e3 * _median(batch))
-    ctx.record("singles_4_ms", 1e3 * _median(singles))
-    ctx.record("batched_images_per_s", 4 / _median(batch))
-    ctx.record("singles_images_per_s", 4 / _median(singles))
-    return {"labels_equal": all(bool(np.array_equal(a.labels, b.labels)) for a, b in zip(many, ones))}
+    for count in (4, 8):
+        row = gb.time_batched(engine, image, count, rounds=5, memory=torch.cuda.memory_allocated)
+        for key in ("batched_ms", "singles_ms", "speedup", "labels_equal", "first_batch_allocated_mib"):
+            if key in row:
+                ctx.record(f"{key}_{count}", row[key])
+    stats = engine.device_stats or {}
+    return {"cuda_graphs": stats.get("cuda_graphs"), "batched_graphs": stats.get("batched_graphs")}
 
 
 def part_streams(ctx) -> dict:

@@ -139,9 +139,11 @@ def check_labels(bundle: str, device: str, images) -> dict:
 
 
 # ---- the deployed frame -------------------------------------------------------------------------------------------
-def torch_engine(bundle: str, model, precision: str, device: str = "cuda", cuda_graphs: Any = True):
+def torch_engine(bundle: str, model, precision: str, device: str = "cuda", cuda_graphs: Any = True, **options):
     """The Engine on the torch backend at ``precision`` (gate skipped: this measures; the probe runs the gate),
-    running ``model`` (the bundle's source, already on ``device``; a reduced precision converts a copy)."""
+    running ``model`` (the bundle's source, already on ``device``; a reduced precision converts a copy); ``options``:
+    the Engine's others (``encoder_variant`` pinned to the bundle's graph unless given: the rows and the probe's parts
+    time the graph as the earlier records did; ``throughput_report`` runs the choice)."""
     from zsseg_rt import Engine
     from zsseg_rt.bundle import load_meta
     from zsseg_rt.export.torch_backend import TorchBackend
@@ -149,7 +151,7 @@ def torch_engine(bundle: str, model, precision: str, device: str = "cuda", cuda_
     backend = TorchBackend(
         load_meta(bundle), device=device, model=model, precision=precision, gate=False, cuda_graphs=cuda_graphs
     )
-    return Engine(bundle, backend=backend, verify=False)
+    return Engine(bundle, backend=backend, verify=False, **{"encoder_variant": "graph", **options})
 
 
 def _median(values: List[float]) -> float:
@@ -379,7 +381,28 @@ def deployed_report(bundle: str, frames: int, precisions: Optional[List[str]] = 
         report["floor"] = encoder_floor(model, int(meta.image_size), frames)
     except Exception as exc:  # noqa: BLE001 - the frame target is then not checked, the rest stands
         report["floor"] = {"error": _error(exc)}
+    report.update(throughput_report(bundle, model, image))
     return report
+
+
+def throughput_report(bundle: str, model, image: np.ndarray) -> dict:
+    """Issue 86 items 3-4 (``checks/_gpu_engine_batch.py``): one fp16 Engine (``encoder_variant="auto"``) chooses its
+    encoder on its first frame and again over every sample photo (``encoder_variant``), then times batched calls
+    against single calls (``batched``)."""
+    import cv2
+
+    from checks import _gpu_engine_batch as batch
+
+    engines: List[Any] = []
+
+    def engine() -> Any:  # one Engine for both: its encoder chosen once
+        if not engines:
+            engines.append(torch_engine(bundle, model, "fp16", encoder_variant="auto"))
+        return engines[0]
+
+    found = batch.encoder_report(engine, [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sample_images()])
+    found.update(batch.batched_report(engine, image))
+    return found
 
 
 def deployed_unavailable(device: str) -> Optional[str]:
@@ -432,7 +455,9 @@ def main() -> None:
         f"labels: worst share equal {report['labels']['worst_labels_equal']:.5f} over {len(images)} photos "
         f"({'PASS' if report['labels']['pass'] else 'FAIL'}, target >= 0.999)"
     )
-    for line in row_lines(report) + verdict_lines(report):
+    from checks import _gpu_engine_batch
+
+    for line in row_lines(report) + _gpu_engine_batch.lines(report) + verdict_lines(report):
         print(line)
     sys.exit(code)
 
@@ -486,6 +511,9 @@ def judge(report: dict) -> int:
         if not met:
             failed.append(f"the Engine's fp16 frame is {ratio:.2f}x the bare fp16 encoder graph > 1.3x at C=171")
     _judge_stream(report, c171 if measured and not few else None, floor, failed, not_checked)
+    from checks import _gpu_engine_batch  # issue 86 items 3 and 5: batched calls, wall per call, the head (recorded)
+
+    _gpu_engine_batch.record(report, c171 if measured and not few else None, floor)
     report["failed"], report["not_checked"] = failed, not_checked
     report["pass"] = not failed and not not_checked
     return 1 if failed else NOT_CHECKED_RC if not_checked else 0

@@ -31,7 +31,7 @@ riskiest first):
     P9  video       VideoSegmenter on the torch CUDA Engine, the filter on the device against the host's (an error
                     in one mode or at one frame recorded, the rest run), and `zsseg camera --live --device cuda` on a
                     clip (carried: gpu_artifacts/clips), timed
-    P7  batch       engine([photo] * 4) against 4 single calls (the device path's images/s)
+    P7  batch       engine([photo] * n) against n single calls, n = 4, 8 (batched graphs; the device path's images/s)
     P6  driver      the ctypes CudaDriver on real libcuda: CudaMemory (mapped memory off/on), driver stream capture
                     (DriverCudaGraphs), timing events; replay against eager frame by frame
 The extras (``EXTRA_ORDER``, ``--parts extras``): measured on the H100 at cf77cf4, or longer than the acceptance
@@ -118,7 +118,8 @@ PARTS = {
              "zsseg camera --live --device cuda on the clip: fps, latency", 60, 25.4,
              f"{_H200_7F}: 25.4 s (labels equal to the host's in both modes; --live 45.6 fps)", True, "part_video",
              _VIDEO),
-        Part("P7", "batched call", "engine([photo]*4) vs 4 single calls: ms, images/s, labels equal", 30, 12.0,
+        Part("P7", "batched call", "engine([photo]*n) vs n single calls, n = 4, 8 (batched graphs): ms, speedup, "
+             "labels equal, memory", 30, 12.0,
              f"est.: 10.6 s in the {_H200_7F} (4 images in one call 13.5 ms, eager; 4 singles 3.4 ms), plus the "
              "graphs captured per batch size now (issue 86 item 3)", True, "part_batch"),
         Part("P6", "ctypes CudaDriver", "real libcuda: CudaMemory (mapped off/on) + DriverCudaGraphs + timing "
