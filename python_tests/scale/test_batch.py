@@ -75,7 +75,8 @@ def test_outputs_equal_serial_engine_and_resume_skips(ray_cluster, tiny_bundle, 
     kept_mtime = os.path.getmtime(os.path.join(out, sorted(serial_labels)[5] + ".png"))
     summary = segment_images(image_folder, out, tiny_bundle, VOCAB, progress=False, **RUN)
     assert (summary["ok"], summary["skipped"]) == (2, 22)
-    assert sorted(r["key"] for r in read_manifest(out)[24:]) == gone
+    rows = read_manifest(out)  # one row per image: the redone images' old rows dropped, their new ones last
+    assert len(rows) == 24 and sorted(r["key"] for r in rows[22:]) == gone
     assert os.path.getmtime(os.path.join(out, sorted(serial_labels)[5] + ".png")) == kept_mtime
     _assert_identical(out, serial_labels)
 
@@ -217,3 +218,32 @@ def test_a_pool_holding_every_cpu_finishes(ray_cluster, tiny_bundle, image_folde
     assert not worker.is_alive(), f"the batch hung: {len(rows)} of 24 images after 240 s"
     assert not failure and len(rows) == 24 and {r["status"] for r in rows} == {"ok"}, (failure, len(rows))
     _assert_identical(out, serial_labels)
+
+
+def test_one_manifest_row_per_image(ray_cluster, tiny_bundle, tmp_path, capsys):
+    """Issue 87, L8: ``zsseg batch --no-resume`` run twice on a folder of 5 left 9 rows for 5 images (G80), and a list
+    file naming one image twice segmented it twice ("3 segmented" for 2 images; G78). Now: 5 rows after the second
+    run, each key once and each label map the second run's; the list's image segmented once, with a note."""
+    from zsseg_rt.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(5):
+        cv2.imwrite(str(folder / f"p{k}.png"), np.full((16, 24, 3), 40 * k, np.uint8))
+    out = tmp_path / "out"
+    run = ["--bundle", tiny_bundle, "--classes", ",".join(VOCAB), "--workers", "1", "--cpus-per-worker", "0.5"]
+    run += ["--backend", "onnxruntime", "--no-progress", "--no-resume"]
+    for _ in range(2):
+        assert main(["batch", str(folder), str(out), *run]) == 0
+        assert capsys.readouterr().out.splitlines()[0].startswith("5 segmented, 0 already done, 0 failed")
+    rows = read_manifest(str(out))
+    assert sorted(r["key"] for r in rows) == [f"p{k}.png" for k in range(5)]
+    assert len((out / MANIFEST).read_text().splitlines()) == 5
+    listing = folder / "list.txt"
+    listing.write_text("p0.png\np1.png\np0.png\n")
+    listed = tmp_path / "listed"
+    assert main(["batch", str(listing), str(listed), *run]) == 0
+    said = capsys.readouterr()
+    assert said.out.splitlines()[0].startswith("2 segmented, 0 already done, 0 failed")
+    assert f"zsseg batch: note: {listing} names p0.png more than once: each is segmented once" in said.err
+    assert sorted(r["key"] for r in read_manifest(str(listed))) == ["p0.png", "p1.png"]

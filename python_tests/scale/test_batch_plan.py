@@ -234,3 +234,37 @@ def test_the_threshold_refusal_says_both_values_exactly(tmp_path, tiny_bundle):
     ) in str(refused.value)
     assert (tmp_path / "out" / "vocabulary.json").read_text() == recorded
 
+
+def test_an_image_a_list_names_twice_is_read_once(tmp_path):
+    """Issue 87, L8 (G78): a list naming ``a/cat.jpg``, ``b/cat.jpg`` and ``./a/cat.jpg`` was segmented three times
+    ("3 segmented", 3 rows for 2 images): the plan reads each output name once, its first path, and names the
+    repeated ones (``repeated``: the command's note)."""
+    for rel in ("a/cat.jpg", "b/cat.jpg"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    listing = tmp_path / "list.txt"
+    listing.write_text("a/cat.jpg\nb/cat.jpg\n./a/cat.jpg\n")
+    plan = plan_batch(str(listing), str(tmp_path / "out"))
+    assert [output_key(p, plan.root) for p in plan.sources] == ["a/cat.jpg", "b/cat.jpg"]
+    assert plan.sources[0] == str(tmp_path / "a" / "cat.jpg") and plan.total == 2 and plan.repeated == ["a/cat.jpg"]
+    listing.write_text("a/cat.jpg\nb/cat.jpg\n")
+    assert plan_batch(str(listing), str(tmp_path / "out")).repeated == []  # control
+
+
+def test_the_manifest_keeps_one_row_per_image(tmp_path):
+    """Issue 87, L8 (G80): ``--no-resume`` appended a second row for every image. Before a run appends, the rows of
+    the images it writes again are dropped (the file written whole), and a torn last line with them; the others
+    stay as they were, and a manifest with nothing to drop is not written."""
+    from zsseg_rt.scale.batch_manifest import keep_one_row_per_key, read_manifest
+
+    rows = [{"image": f"/in/{k}", "key": k, "labels": f"{k}.png", "status": "ok"} for k in ("a.jpg", "b.jpg", "c.jpg")]
+    path = tmp_path / MANIFEST
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = os.stat(path).st_mtime_ns, path.read_text()
+    assert keep_one_row_per_key(str(tmp_path), ["d.jpg"]) == 0
+    assert (os.stat(path).st_mtime_ns, path.read_text()) == before
+    assert keep_one_row_per_key(str(tmp_path), ["a.jpg", "c.jpg"]) == 2
+    assert read_manifest(str(tmp_path)) == [rows[1]]
+    path.write_text(path.read_text() + '{"key": "tr')  # a run killed while appending
+    assert keep_one_row_per_key(str(tmp_path), []) == 0
+    assert path.read_text() == json.dumps(rows[1]) + "\n"  # the next row starts a line of its own

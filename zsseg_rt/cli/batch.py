@@ -53,6 +53,13 @@ def _run_batch(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         **engine_kwargs(args, "batch"),  # every worker's Engine (zsseg_rt.options)
     )
+    repeated = job.plan.repeated
+    if repeated:  # a list file naming an image twice: one output, read once (issue 87, L8)
+        more = f" and {len(repeated) - 1} more" if len(repeated) > 1 else ""
+        print(
+            f"zsseg batch: note: {args.input} names {repeated[0]}{more} more than once: each is segmented once",
+            file=sys.stderr,
+        )
     outputs = _result_outputs(args, job)  # -o: the table's kinds batch takes, checked and claimed before Ray starts
     try:
         return _run_checked(args, job, outputs)

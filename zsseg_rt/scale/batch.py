@@ -19,7 +19,9 @@ Outputs under ``OUTPUT``:
   vocabularies of at most 256 classes, 16-bit above; each file is written to a temporary name and renamed, so a
   killed run never leaves a truncated PNG behind. The manifest's ``key`` is the same relative path (``a/twin.jpg``).
 * ``manifest.jsonl``: one JSON object per image, appended by the driver as results arrive (JSON lines: appendable,
-  so a resumed run adds to it; ``pandas.read_json(path, lines=True)`` or ``ray.data.read_json`` read it): ``image``,
+  so a resumed run adds to it, after dropping the rows of the images it writes again: one row per image,
+  :mod:`zsseg_rt.scale.batch_manifest`; an image a list file names twice is read once, ``BatchPlan.repeated``;
+  ``pandas.read_json(path, lines=True)`` or ``ray.data.read_json`` read it): ``image``,
   ``key``, ``labels`` (the label PNG, relative to OUTPUT), ``status`` ("ok" or "error" with ``error``), and for an
   ok image the names and units of the package's results (``records.image_record``): ``height``, ``width``,
   ``areas`` (fraction of the pixels per present class), ``pixels`` (pixel counts), ``timing_ms`` (decode, segment,
@@ -46,6 +48,7 @@ import os
 import socket
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
@@ -54,6 +57,9 @@ import numpy as np
 from zsseg_rt.system_info import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
 from . import import_ray
+from .batch_manifest import MANIFEST, keep_one_row_per_key, labels_name, read_manifest
+from .batch_manifest import done_keys as _done_keys
+from .batch_manifest import strip_scheme as _strip_scheme
 from .records import image_record, label_png_bytes
 
 __all__ = [
@@ -70,7 +76,6 @@ __all__ = [
     "MANIFEST",
 ]
 
-MANIFEST = "manifest.jsonl"
 VOCABULARY = "vocabulary.json"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
@@ -86,6 +91,7 @@ class BatchPlan:
     total: Optional[int]  # local inputs: how many images; remote: unknown before reading
     done_keys: Set[str] = field(default_factory=set)
     rejected: List[Tuple[str, str]] = field(default_factory=list)  # (path, why): refused from its size, never read
+    repeated: List[str] = field(default_factory=list)  # output names a list file gives twice or more: read once
 
 
 def _refuse_by_size(paths: List[str], max_pixels: Optional[int]) -> Tuple[List[str], List[Tuple[str, str]]]:
@@ -120,10 +126,6 @@ def _is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
-def _strip_scheme(path: str) -> str:
-    return path.split("://", 1)[1] if "://" in path else path
-
-
 def output_key(path: str, root: str) -> str:
     """The output name of ``path``: its path relative to ``root``, ``/``-separated, extension included (``a/twin.jpg``;
     its label map is ``a/twin.jpg.png``), so that ``twin.jpg`` and ``twin.png`` in one folder are two outputs."""
@@ -131,41 +133,6 @@ def output_key(path: str, root: str) -> str:
     if rel.startswith(".."):
         rel = os.path.basename(path)
     return rel.replace(os.sep, "/")
-
-
-def labels_name(key: str) -> str:
-    """The label map of the image whose output name is ``key``, relative to OUTPUT."""
-    return key + ".png"
-
-
-def _row_key(row: Dict[str, Any]) -> str:
-    """The output name of a manifest row's image in this version's naming. Rows written before the names kept the
-    extension (``key`` ``a/twin`` for ``.../a/twin.jpg``, labels ``a/twin.png``) get the image's extension back."""
-    key = str(row.get("key", ""))
-    base = os.path.basename(_strip_scheme(str(row.get("image", ""))))
-    stem, extension = os.path.splitext(base)
-    if extension and key.rsplit("/", 1)[-1] == stem:
-        return key + extension
-    return key
-
-
-def _done_keys(rows: List[Dict[str, Any]], output_dir: str, input_keys: Sequence[str] = ()) -> Set[str]:
-    """The output names of the images done in ``rows``: an ``ok`` row whose label map exists, and that no other image
-    claims. A label map claimed by two images (two rows of an older version that named ``twin.jpg`` and
-    ``twin.png`` both ``twin.png``; or an older row's name that an image of this run gets, ``x.jpg.png``) holds one of
-    them at most: both are redone."""
-    claims: Dict[str, Set[str]] = {}
-    for key in input_keys:
-        claims.setdefault(labels_name(key), set()).add(key)
-    done: Dict[str, str] = {}
-    for row in rows:
-        if row.get("status") != "ok" or not row.get("labels"):
-            continue
-        key, labels = _row_key(row), os.path.normpath(str(row["labels"])).replace(os.sep, "/")
-        claims.setdefault(labels, set()).add(key)
-        if os.path.isfile(os.path.join(output_dir, labels)):
-            done[key] = labels
-    return {key for key, labels in done.items() if claims[labels] == {key}}
 
 
 def _local_images(input_path: str) -> Tuple[List[str], str]:
@@ -193,20 +160,6 @@ def _local_images(input_path: str) -> Tuple[List[str], str]:
         root = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else base
         return paths, root
     return [os.path.abspath(input_path)], os.path.dirname(os.path.abspath(input_path))
-
-
-def read_manifest(output_dir: str) -> List[Dict[str, Any]]:
-    """The rows of ``OUTPUT/manifest.jsonl`` (empty when absent); a truncated last line (killed run) is dropped."""
-    path = os.path.join(output_dir, MANIFEST)
-    rows = []
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    return rows
 
 
 def plan_batch(input_path: str, output_dir: str, resume: bool = True, max_pixels: Optional[int] = None) -> BatchPlan:
@@ -242,10 +195,15 @@ def plan_batch(input_path: str, output_dir: str, resume: bool = True, max_pixels
         paths, root = _local_images(input_path)
         if not paths:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {input_path!r}")
-    keys = [output_key(p, root) for p in paths]
+    first: Dict[str, str] = {}  # an image named twice (a list file) is read once, its first path (issue 87, L8)
+    for path in paths:
+        first.setdefault(output_key(path, root), path)
+    named = Counter(output_key(path, root) for path in paths)
+    repeated = sorted(key for key, times in named.items() if times > 1)
+    paths, keys = list(first.values()), list(first)
     done = _done_keys(rows, output_dir, keys) if rows else set()
     pending, rejected = _refuse_by_size([p for p, k in zip(paths, keys) if k not in done], max_pixels)
-    return BatchPlan(sources=pending, root=root, total=len(paths), done_keys=done, rejected=rejected)
+    return BatchPlan(sources=pending, root=root, total=len(paths), done_keys=done, rejected=rejected, repeated=repeated)
 
 
 class SegmentWorker:
@@ -559,6 +517,10 @@ def _run_claimed(job: BatchJob) -> Iterator[Dict[str, Any]]:
     ray = import_ray()
     plan = job.plan
     manifest_path = os.path.join(job.output_dir, MANIFEST)
+    if isinstance(plan.sources, list):  # one row per image: the rows of the images this run writes again go first
+        redone = [output_key(path, plan.root) for path in plan.sources + [path for path, _ in plan.rejected]]
+        with naming_path(manifest_path, "dropping the rows of the images redone"):
+            keep_one_row_per_key(job.output_dir, redone)
     with naming_path(manifest_path, "appending a row"), open(manifest_path, "a", encoding="utf-8") as manifest:
         for row in _rejected_rows(job):
             manifest.write(json.dumps(row) + "\n")
