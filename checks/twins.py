@@ -78,6 +78,8 @@ SHAPE_ONLY: Dict[Tuple[str, str], str] = {
     ("zsseg_rt/models/zegformer/model.py", "zsseg_rt/models/zegformer/predict.py"): "optional arguments of the same "
     "inference",
     ("zsseg_rt/prepare/onnxruntime.py", "zsseg_rt/prepare/openvino.py"): "the precision preparers' signature",
+    ("zsseg_rt/options/engine_rows.py", "zsseg_rt/options/engine_rows.py"): "a table: the same fields, each row its "
+    "own values (postprocess_kernel and encoder_variant: the device pipeline's two measured choices)",
     ("zsseg_rt/runtime/backends/table.py", "zsseg_rt/runtime/backends/table.py"): "a table: the same fields, each "
     "row its own values",
     ("zsseg_rt/stream/loop/session_checks.py", "zsseg_rt/stream/loop/session_checks.py"): "a table (the Session's "
