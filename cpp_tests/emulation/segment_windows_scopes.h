@@ -37,11 +37,12 @@ class VariantScope {
 };
 
 // The kernel variants a case runs under a grid cap: every one at the real cap; at the tiny cap (grid-stride loops:
-// the same tile loop in every variant) the default, the chained column form and warps (its own tile loop).
+// the same tile loop in every variant) the default, the chained column form, ordered and warps (its own tile loop).
 // pruned_only: the variants that run the bound pass (not warps).
 inline std::vector<int> kernel_variants(std::int64_t grid_cap, bool pruned_only = false) {
   using zsseg::segment_windows_testing::Variant;
-  std::vector<int> kernels{static_cast<int>(Variant::kTiled), static_cast<int>(Variant::kColumnsChain)};
+  std::vector<int> kernels{static_cast<int>(Variant::kTiled), static_cast<int>(Variant::kColumnsChain),
+                           static_cast<int>(Variant::kOrdered)};
   if (grid_cap > 2) kernels.push_back(static_cast<int>(Variant::kColumns));
   if (!pruned_only) kernels.push_back(static_cast<int>(Variant::kWarps));
   return kernels;

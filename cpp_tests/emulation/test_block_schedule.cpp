@@ -193,7 +193,8 @@ TEST(BlockSchedule, SegmentWindowsKernelsGiveTheSameBitsInBothOrders) {
   std::mt19937 rng(32);
   // sigmoid pruned (2 windows), same unpruned, identity, softmax, sigmoid over 3 windows (generic: not the fast
   // path's layout); then the column-form kernel variants on the sigmoid cases with 30 classes (two passes of 22:
-  // what one pass writes while the other is read), and warps (8 warps' class ranges combined after its barrier)
+  // what one pass writes while the other is read), warps (8 warps' class ranges combined after its barrier) and
+  // ordered (its first chunk chosen, then the list compacted in place after the tile's bound)
   struct Case {
     int mode, kernel;
     int64_t classes;
@@ -201,7 +202,7 @@ TEST(BlockSchedule, SegmentWindowsKernelsGiveTheSameBitsInBothOrders) {
   std::vector<Case> cases;
   for (int mode = 0; mode < 5; ++mode) cases.push_back({mode, static_cast<int>(Variant::kTiled), 11});
   for (int kernel : {static_cast<int>(Variant::kColumns), static_cast<int>(Variant::kColumnsChain),
-                     static_cast<int>(Variant::kWarps)}) {
+                     static_cast<int>(Variant::kWarps), static_cast<int>(Variant::kOrdered)}) {
     for (int mode : {0, 1, 4}) cases.push_back({mode, kernel, 30});
   }
   zs_emu::GridCapScope two_blocks(2);

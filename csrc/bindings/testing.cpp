@@ -262,8 +262,9 @@ void register_segment_windows_variants(py::module_& t) {
             return before;
           }
         }
-        throw py::value_error("segment_windows_variant: one of tiled, columns, columns_chain, warps, got '" + wanted +
-                              "'");
+        std::string names;
+        for (int k = 0; k < swt::kVariants; ++k) names += (k ? ", " : "") + std::string(kVariantNames[k]);
+        throw py::value_error("segment_windows_variant: one of " + names + ", got '" + wanted + "'");
       },
       py::arg("name") = py::none(),
       "The sigmoid path's kernel of the next segment_windows calls (process-wide): sets it when a name is given; "

@@ -51,7 +51,7 @@
 // Files: this one (the launcher: tile size, the form, the testing hooks), segment_windows_tiles.cuh (what the
 // kernels share), segment_windows_tiled.cu, segment_windows_softmax.cu, segment_windows_direct.cu,
 // segment_windows_warps.cu (the sigmoid path's `warps` candidate: no pruning, no barrier per class chunk) (the
-// kernels).
+// kernels); segment_windows_ordered.cuh (the `ordered` candidate's branch and bound on the tiled kernel's fast tiles).
 #include <atomic>
 #include <cmath>
 

@@ -38,8 +38,11 @@ enum class Variant {
   kWarps,         // no pruning, no barrier in the class loop: a block per output tile, its warps splitting the classes,
                   // a lane per footprint column then per output column (segment_windows_warps.cu); the tiled default
                   // where a footprint meets more than 4 windows
+  kOrdered,       // kTiled, and on its fast tiles branch and bound (segment_windows_ordered.cuh): the chunk of the 8
+                  // highest upper bounds first, then only the classes whose upper bound reaches the tile's smallest
+                  // best value, in class order; __launch_bounds__(256, 2)
 };
-constexpr int kVariants = 4;
+constexpr int kVariants = 5;
 void set_variant(Variant variant);
 Variant variant();
 

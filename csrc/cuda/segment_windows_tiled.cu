@@ -5,6 +5,7 @@
 
 #include "segment_windows_bounds.cuh"
 #include "segment_windows_columns.cuh"
+#include "segment_windows_ordered.cuh"
 #include "segment_windows_testing.cuh"
 #include "segment_windows_tiles.cuh"
 
@@ -133,10 +134,15 @@ __device__ __forceinline__ void run_tile(const T* __restrict__ logits, const Win
 // loop): the output taps, the thread's column taps of both windows, its stage-1 mode. No merged value can be NaN
 // (finite logits in [-60, 1e30], finite bias), so the argmax is a plain "greater than", and the bias is subtracted
 // here (stage 1 merged the sigmoids alone), folded into the output blend's first FMA.
-template <typename T>
+// Ordered (the `ordered` candidate, Variant::kOrdered): labels are classes and the argmax takes the larger (value,
+// -class), so chunks may come in any class order; with `bounded` (OrderedSmem's first chunk chosen) the first chunk
+// is the classes of the highest upper bounds, then ordered_filter drops every listed class whose upper bound is
+// below the tile's smallest best value so far (branch and bound), and the survivors follow in class order.
+template <typename T, bool Ordered>
 __device__ __forceinline__ void run_tile_fast(const T* __restrict__ logits, const WindowTable& table, const Dims& d,
                                               const float* __restrict__ class_bias, const Tile& tile, int32_t count,
-                                              int32_t* __restrict__ labels, float* __restrict__ scores, TileSmem& s) {
+                                              int32_t* __restrict__ labels, float* __restrict__ scores, TileSmem& s,
+                                              OrderedSmem* ordered = nullptr, bool bounded = false) {
   const OutputTaps taps(d, s, tile);
   const SegmentOfThread t(table, s);
   const int32_t tid = static_cast<int32_t>(threadIdx.x);
@@ -163,18 +169,25 @@ __device__ __forceinline__ void run_tile_fast(const T* __restrict__ logits, cons
   const bool aligned = s.slots == 2 && s.slot_rows[0][0] == s.slot_rows[1][0] &&
                        table.w[s.slot_window[0]].y1 == table.w[s.slot_window[1]].y1;
   float best = -INFINITY;
-  int32_t label = 0;  // a list position
+  int32_t label = 0;                // a list position (Ordered: a class)
+  const uint16_t* list = s.listed;  // Ordered and bounded: first the chosen chunk, then the survivors
+  if constexpr (Ordered) {
+    if (bounded) {
+      list = ordered->first;
+      count = kChunk;
+    }
+  }
   for (int32_t c0 = 0; c0 < count; c0 += kChunk) {
     const int32_t last = count - c0 < kChunk ? count - c0 - 1 : kChunk - 1;  // a short chunk repeats its last class
     if (tid < kChunk) {
-      const int32_t cls = s.listed[c0 + (tid < last ? tid : last)];
+      const int32_t cls = (Ordered ? list : s.listed)[c0 + (tid < last ? tid : last)];
       s.chunk_bias[tid] = class_bias != nullptr ? __ldg(class_bias + cls) : 0.f;
     }
     // stage 0
     uint32_t class_offset[kChunk];
 #pragma unroll
     for (int c = 0; c < kChunk; ++c)
-      class_offset[c] = static_cast<uint32_t>(s.listed[c0 + (c < last ? c : last)]) * plane;
+      class_offset[c] = static_cast<uint32_t>((Ordered ? list : s.listed)[c0 + (c < last ? c : last)]) * plane;
 #pragma unroll
     for (int slot = 0; slot < 2; ++slot) {
       for (int32_t j = t.seg; j < rows[slot]; j += t.segments) {
@@ -203,27 +216,48 @@ __device__ __forceinline__ void run_tile_fast(const T* __restrict__ logits, cons
       }
     }
     __syncthreads();
-    // stage 2: the whole chunk (repeated classes never replace the first: ">")
+    // stage 2: the whole chunk (repeated classes never replace the first: ">"; Ordered: nor a larger class)
     if (tile.has(0)) {
       float bias[kChunk];
 #pragma unroll
       for (int c = 0; c < kChunk; ++c) bias[c] = s.chunk_bias[c];
+      int32_t cls[kChunk];  // Ordered: the chunk's classes
+      if constexpr (Ordered) {
+#pragma unroll
+        for (int c = 0; c < kChunk; ++c) cls[c] = list[c0 + (c < last ? c : last)];
+      }
 #pragma unroll
       for (int c = 0; c < kChunk; ++c) {
         float top;
         const float bottom = taps.blend(s.merged[c], top);
         const float v = fmaf(bottom, taps.w1y, fmaf(top, taps.w0y, -bias[c]));  // blend2(top, bottom) - bias, fused
-        if (v > best) {
+        if constexpr (Ordered) {
+          if (v > best || (v == best && cls[c] < label)) {  // the CPU's argmax: on equal values the lower class
+            best = v;
+            label = cls[c];
+          }
+        } else if (v > best) {
           best = v;
           label = c0 + c;
         }
       }
     }
+    if constexpr (Ordered) {
+      if (bounded) tile_min_best(tile.has(0) ? best : INFINITY, s);  // read after the barrier below
+    }
     __syncthreads();  // the next chunk overwrites the merged values and the chunk's biases
+    if constexpr (Ordered) {
+      if (bounded) {  // (block-uniform) the first chunk is done: the survivors of its bound, in class order
+        bounded = false;
+        list = s.listed;
+        count = ordered_filter(*ordered, s);
+        c0 = -kChunk;  // the loop's step: the survivors from their first
+      }
+    }
   }
   if (tile.has(0)) {
     const int64_t at = static_cast<int64_t>(tile.y(0)) * d.out_w + tile.x(0);
-    labels[at] = static_cast<int32_t>(s.listed[label]);
+    labels[at] = Ordered ? label : static_cast<int32_t>(s.listed[label]);
     scores[at] = best;
   }
 }
@@ -235,13 +269,18 @@ template <int V>
 struct VariantTraits {
   static constexpr bool kColumnForm =
       V == static_cast<int>(Variant::kColumns) || V == static_cast<int>(Variant::kColumnsChain);
+  static constexpr bool kOrdered = V == static_cast<int>(Variant::kOrdered);
   static constexpr int kMinBlocks = kColumnForm ? 4 : 2;
-  using Smem = typename std::conditional<kColumnForm, ColumnSmem, TileSmem>::type;
+  using Smem = typename std::conditional<kColumnForm, ColumnSmem,
+                                         typename std::conditional<kOrdered, OrderedSmem, TileSmem>::type>::type;
 };
 __device__ __forceinline__ TileSmem& tile_smem(TileSmem& s) {
   return s;
 }
 __device__ __forceinline__ TileSmem& tile_smem(ColumnSmem& s) {
+  return s.base;
+}
+__device__ __forceinline__ TileSmem& tile_smem(OrderedSmem& s) {
   return s.base;
 }
 
@@ -265,7 +304,14 @@ __global__ void __launch_bounds__(kThreads, VariantTraits<V>::kMinBlocks)
       } else if (Sigmoid && d.prune) {
         bound_pass(logits, d, class_bias, s);
         if (s.tame && s.same_rows && s.slots <= 2) {
-          run_tile_fast(logits, table, d, class_bias, tile, s.listed_count, labels, scores, s);
+          if constexpr (VariantTraits<V>::kOrdered) {
+            const bool bounded = d.drop && s.listed_count > kChunk;  // (block-uniform)
+            if (bounded) choose_first_chunk(d, smem);
+            run_tile_fast<T, true>(logits, table, d, class_bias, tile, s.listed_count, labels, scores, s, &smem,
+                                   bounded);
+          } else {
+            run_tile_fast<T, false>(logits, table, d, class_bias, tile, s.listed_count, labels, scores, s);
+          }
         } else {
           run_tile<kSigmoid>(logits, table, d, class_bias, tile, s.listed_count, true, labels, scores, s);
         }
@@ -285,15 +331,17 @@ void launch_tiled(const T* logits, const WindowTable& table, const Dims& d, cons
   // (a template-id with a comma cannot be a macro argument)
   using Kernel = void (*)(const T*, WindowTable, Dims, const float*, int32_t*, float*);
   constexpr int kTiled = static_cast<int>(Variant::kTiled), kColumns = static_cast<int>(Variant::kColumns);
-  constexpr int kChain = static_cast<int>(Variant::kColumnsChain);
+  constexpr int kChain = static_cast<int>(Variant::kColumnsChain), kOrdered = static_cast<int>(Variant::kOrdered);
   Kernel segment_windows_tiled_kernel = &segment_windows_kernel<T, false, kTiled>;  // identity: one kernel
   if (d.sigmoid) {
-    const Kernel sigmoid_kernels[] = {&segment_windows_kernel<T, true, kTiled>,
-                                      &segment_windows_kernel<T, true, kColumns>,
-                                      &segment_windows_kernel<T, true, kChain>};
     // (Variant::kWarps is segment_windows_warps.cu's: the launcher sets kTiled where that kernel does not run)
-    static_assert(sizeof(sigmoid_kernels) / sizeof(Kernel) == static_cast<int>(Variant::kWarps), "a kernel each");
-    if (d.variant < 0 || d.variant >= static_cast<int>(Variant::kWarps)) return;  // (unreachable: the launcher)
+    const Kernel sigmoid_kernels[] = {
+        &segment_windows_kernel<T, true, kTiled>, &segment_windows_kernel<T, true, kColumns>,
+        &segment_windows_kernel<T, true, kChain>, nullptr, &segment_windows_kernel<T, true, kOrdered>};
+    static_assert(sizeof(sigmoid_kernels) / sizeof(Kernel) == segment_windows_testing::kVariants, "a kernel each");
+    static_assert(static_cast<int>(Variant::kWarps) == 3, "the warps kernel's slot is the null one");
+    if (d.variant < 0 || d.variant >= segment_windows_testing::kVariants) return;  // (unreachable: the launcher)
+    if (sigmoid_kernels[d.variant] == nullptr) return;                             // (unreachable: the launcher)
     segment_windows_tiled_kernel = sigmoid_kernels[d.variant];
   }
   ZS_LAUNCH(segment_windows_tiled_kernel, grid, kThreads, stream, logits, table, d, p.class_bias, p.labels, p.scores);

@@ -22,7 +22,7 @@ from zsseg_rt.runtime.device.postprocess_choice import PostprocessKernels, descr
 HEAD, SCALED, OUT = (16, 16), (16, 21), (12, 16)
 WINDOWS = tuple(tuple(int(v) for v in w) for w in pipeline.sliding_windows(SCALED[0], SCALED[1], HEAD[0], 11))
 # us per launch, as the scripted clock says
-TIMES = {"tiled": 30.0, "columns": 10.0, "columns_chain": 20.0, "warps": 40.0}
+TIMES = {"tiled": 30.0, "columns": 10.0, "columns_chain": 20.0, "warps": 40.0, "ordered": 50.0}
 
 
 class ScriptedTimer:
@@ -104,17 +104,18 @@ def test_a_candidate_that_raises_or_differs_is_never_chosen():
         plan = make_plan(kernel, out)
         return WrongLabels(plan, out) if kernel == "columns_chain" else plan
 
-    timer = ScriptedTimer({"tiled": 30.0, "columns": 1.0, "columns_chain": 2.0, "warps": 40.0})
+    timer = ScriptedTimer({"tiled": 30.0, "columns": 1.0, "columns_chain": 2.0, "warps": 40.0, "ordered": 50.0})
     kernels = PostprocessKernels("auto", timer=timer)
     assert kernels.kernel_for(geometry, HostMemory(), faulty) == "tiled"
-    assert set(timer.calls) == {"tiled", "warps"}  # warps passes its check: timed, slower
+    assert set(timer.calls) == {"tiled", "warps", "ordered"}  # warps and ordered pass their checks: timed, slower
     (entry,) = kernels.report()["choices"]
     assert entry["failed"]["columns"] == "RuntimeError: injected launch failure"
     assert "of the labels equal the reference's" in entry["failed"]["columns_chain"]
-    assert list(entry["us"]) == ["tiled", "warps"]
+    assert list(entry["us"]) == ["tiled", "warps", "ordered"]
     line = describe(kernels.report())
     assert line.startswith(
-        "post-processing kernel: tiled at C=5 12x16 (timed: tiled 30.0 us, warps 40.0 us; columns failed"
+        "post-processing kernel: tiled at C=5 12x16 (timed: tiled 30.0 us, warps 40.0 us, ordered 50.0 us; columns "
+        "failed"
     )
     control = PostprocessKernels("auto", timer=ScriptedTimer(timer.us))
     assert control.kernel_for(geometry, HostMemory(), make_plan) == "columns"
@@ -180,8 +181,8 @@ def test_nothing_is_chosen_inside_a_capture():
 
 
 def test_an_unknown_kernel_is_refused_in_one_line():
-    with pytest.raises(ValueError, match=r"^postprocess_kernel must be 'auto' or one of tiled, columns, columns_chain, warps, "
-                       r"got 'fastest'$"):  # fmt: skip
+    with pytest.raises(ValueError, match=r"^postprocess_kernel must be 'auto' or one of tiled, columns, columns_chain, "
+                       r"warps, ordered, got 'fastest'$"):  # fmt: skip
         PostprocessKernels("fastest")
     with pytest.raises(ValueError, match="got 'fastest'"):
         where_it_applies("fastest", None, "exact")
@@ -226,11 +227,11 @@ def test_a_plan_names_its_kernel_or_none():
     out = (np.zeros(OUT, np.int32), np.zeros(OUT, np.float32))
     assert make_plan("columns", out).kernel == "columns" and make_plan(None, out).kernel is None
     with pytest.raises(
-        ValueError, match=r"kernel must be None or one of tiled, columns, columns_chain, warps, got 'fast'$"
+        ValueError, match=r"kernel must be None or one of tiled, columns, columns_chain, warps, ordered, got 'fast'$"
     ):
         make_plan("fast", out)
     with pytest.raises(
-        TypeError, match=r"kernel must be None or one of tiled, columns, columns_chain, warps, got int$"
+        TypeError, match=r"kernel must be None or one of tiled, columns, columns_chain, warps, ordered, got int$"
     ):
         make_plan(1, out)
 

@@ -59,8 +59,8 @@ struct SegmentWindowsParams {
 
 // The sigmoid path's CUDA kernel candidates by name, in the order of segment_windows_testing::Variant (csrc/cuda/
 // segment_windows_testing.cuh): SegmentWindowsParams::kernel indexes this list; the first is the default.
-inline constexpr const char* kSegmentWindowsKernels[] = {"tiled", "columns", "columns_chain", "warps"};
-inline constexpr int kSegmentWindowsKernelCount = 4;
+inline constexpr const char* kSegmentWindowsKernels[] = {"tiled", "columns", "columns_chain", "warps", "ordered"};
+inline constexpr int kSegmentWindowsKernelCount = 5;
 
 // CPU (OpenMP over output rows). Returns false when some rescaled pixel is covered by no window (outputs are
 // then unspecified); the caller validates the windows first, so this is a second line of defence.

@@ -1,8 +1,9 @@
 """The device pipeline's post-processing kernel, chosen by measurement on the device it runs on (issue 78 item 4).
 
 ``ops.segment_windows``' CUDA sigmoid path has several exact kernels (``ops.segment_windows_kernels()``: tiled,
-columns, columns_chain, warps; docs/gpu.md, "Post-processing candidates"); which one is fastest depends on the GPU, the
-geometry and the class count, and a lease is too rare to decide it for every user by a commit. So the Engine's
+columns, columns_chain, warps, ordered; docs/gpu.md, "Post-processing candidates"); which one is fastest depends on the
+GPU, the geometry, the class count and the logits (``ordered`` prunes most where a few classes win), and a lease is
+too rare to decide it for every user by a commit. So the Engine's
 ``postprocess_kernel`` option (``--postprocess-kernel``) says how a device pipeline picks its kernel:
 
 * ``"auto"`` (default): the first time the pipeline post-processes a geometry (the window logits' shape
