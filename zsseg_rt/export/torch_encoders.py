@@ -2,8 +2,10 @@
 ``runtime/device/encoder_choice.py``; issue 86 item 4):
 
 * ``graph``: the backend's image graph as it is (at the Engine's precision: fp16 on a GPU), the reference;
-* ``compiled``: that graph through ``torch.compile`` (Inductor's fused kernels, static shapes: compiled on the first
-  eager frame of each window count, before the frame's CUDA graph captures them); on a CUDA device with Triton;
+* ``compiled``: that graph through ``torch.compile`` (Inductor's fused kernels; compiled on the first eager frame,
+  before the frame's CUDA graph captures them, for that window count, and once more with the batch axis dynamic on
+  the first other count: at most two compilations, whatever the frames and batched calls); on a CUDA device with
+  Triton;
 * ``fp8``: the same graph whose encoder linear layers run in FP8 (:class:`Fp8Linear`: e4m3 weights with a per-tensor
   scale made once, the input scaled per call on the device by its absolute maximum, ``torch._scaled_mm`` with fp32
   accumulation, the result in the input's dtype); on a GPU of compute capability 8.9 or more (Ada, Hopper,
@@ -149,7 +151,7 @@ def build_variant(backend: Any, name: str) -> nn.Module:
         raise Unavailable(why)
     graph = backend.image_graph
     if name == "compiled":
-        return torch.compile(graph, dynamic=False)
+        return torch.compile(graph)  # dynamic=None: static first, the batch axis made dynamic on its first change
     if name == "fp8":
         size = int(backend.image_size)
         return fp8_encoder(graph, torch.zeros(1, 3, size, size, device=backend.device))
