@@ -11,14 +11,20 @@ On the emulated build (``ZSSEG_CUDA_EMULATION=1``, a smoke test of this program:
 numbers mean nothing there) ``--scale 8`` divides the geometry by 8.
 
 The Engine check's geometry (the photo 2011_000006.jpg: two windows of 32x32 logits, a 16x head upsampling to 512,
-the 512x683 rescaled image, a 375x500 output), C=20 and C=171, on three kinds of logits:
+the 512x683 rescaled image, a 375x500 output), C=20 and C=171, on four kinds of logits:
 
 * ``iid``: standard normal x 3 (what ``benchmarks cuda`` and ``checks/postprocess_cuda.py`` time): nothing to prune;
 * ``engine``: the full-size ZegCLIP ViT-B/16 bundle of ``checks/gpu_engine.py`` (random weights) on the photo,
   recorded from the CPU Engine's ``ops.segment_windows`` call (onnxruntime, exact mode; 171 names ``class i``):
   what the deployed frame post-processes today (its bound pass prunes about 20 % of the classes);
 * ``dominated``: one class per 2x4 region of logit cells at +3, the others in [-9, -4]: a trained model's shape,
-  pruning's best case.
+  pruning's best case;
+* ``label_map``: the photo's own VOC label map read at each logit cell (object-sized regions, four classes; issue 86
+  item 2, ``checks/_postprocess_logits.py``).
+
+The lines (issue 86 item 2): at C=171 each of ``iid``, ``dominated``, ``label_map`` within its share of the encoder
+floor (``_postprocess_logits.LINES``: 6 %, 3 %, 3 %); the report's ``lines`` gives, per kind, the fastest candidate
+that passed, its share and whether it is within the line (what ``checks/gpu_engine.py`` judges in the same stage).
 
 Each candidate (``_C._testing.segment_windows_variants()``) runs as the Engine runs it: a prepared plan on the
 default stream with a class bias, its output checked against the CPU op first (scores within 2e-6, labels >= 99.9 %
@@ -52,7 +58,7 @@ import numpy as np
 TARGET_SHARE = 0.03  # post-processing <= 3 % of the bare fp16 encoder graph at C=171 (checks/gpu_engine.POST_TARGET)
 TARGET_US = 59.0  # the fallback without a floor: 3 % of the H100's bare fp16 encoder graph (1.976 ms, 2026-11-26)
 GRID, HEAD, SCALED, OUT = 32, 512, (512, 683), (375, 500)
-KINDS = ("iid", "engine", "dominated")
+KINDS = ("iid", "engine", "dominated", "label_map")
 SCORE_TOL, LABELS_MIN = 2e-6, 0.999
 
 
@@ -68,15 +74,9 @@ def _windows(scale: int):
 
 def synthetic_logits(kind: str, classes: int, windows: int, grid: int, seed: int = 0) -> np.ndarray:
     """``iid`` or ``dominated`` logits [windows, classes, grid, grid] (float32)."""
-    rng = np.random.default_rng(seed)
-    if kind == "iid":
-        return (rng.standard_normal((windows, classes, grid, grid)) * 3).astype(np.float32)
-    logits = rng.uniform(-9, -4, (windows, classes, grid, grid)).astype(np.float32)
-    for k in range(windows):
-        for by in range(0, grid, 2):
-            for bx in range(0, grid, 4):
-                logits[k, rng.integers(classes), by : by + 2, bx : bx + 4] = 3.0
-    return logits
+    from checks import _postprocess_logits
+
+    return _postprocess_logits.random_logits(kind, classes, windows, grid, seed)
 
 
 def engine_logits(work: Path, classes: int) -> Dict[str, Any]:
@@ -307,6 +307,26 @@ def recommend(report: Dict[str, Any]) -> Dict[str, Any]:
             "slower_somewhere": slower}  # fmt: skip
 
 
+def kind_lines(report: Dict[str, Any]) -> Dict[str, Any]:
+    """At the largest C, per kind of ``_postprocess_logits.KINDS``: the fastest candidate that passed its check (what
+    ``postprocess_kernel="auto"`` keeps on such logits) against its line of the encoder floor (``--engine-check``'s;
+    without one, nothing is judged: ``encoder_ms`` None)."""
+    from checks import _postprocess_logits as pl
+
+    table = report["cases"]
+    classes = str(max(int(c) for c in table))
+    fastest: Dict[str, Optional[float]] = {}
+    chosen: Dict[str, Optional[str]] = {}
+    for kind in pl.KINDS:
+        rows = {n: r for n, r in (table[classes].get(kind) or {}).items() if r["pass"] and r["us"] is not None}
+        chosen[kind] = min(rows, key=lambda n: rows[n]["us"]) if rows else None
+        fastest[kind] = rows[chosen[kind]]["us"] if chosen[kind] else None
+    verdict = pl.judge_kinds(fastest if report.get("measured") else {}, report["target"].get("floor_ms"))
+    for kind, row in verdict["kinds"].items():
+        row["chosen"] = chosen[kind]
+    return {"classes": int(classes), **verdict}
+
+
 def print_table(report: Dict[str, Any]) -> None:
     names = report["variants"]
     print(f"{'C':>4} {'logits':<10}" + "".join(f"{n:>16}" for n in names))
@@ -322,6 +342,12 @@ def print_table(report: Dict[str, Any]) -> None:
     print(f"recommendation: {rec['variant']} ({rec['us']} us at C={rec['classes']}, worst of {rec['judged_on']}; "
           f"target {report['target']['us']} us ({report['target']['from']}): {'met' if rec['meets_target'] else 'not met'}; "
           f"slower than the default somewhere: {rec['slower_somewhere'] or 'none'})")  # fmt: skip
+    for kind, row in (report.get("lines") or {}).get("kinds", {}).items():
+        where = (
+            f"{row['us']:.1f} us ({row['chosen']}), {100 * row['share']:.2f} %" if row.get("us") is not None else "-"
+        )
+        verdict = {True: "met", False: "MISSED", None: "not judged"}[row["pass"]]
+        print(f"line C={report['lines']['classes']} {kind}: {where} (line {100 * row['line']:.0f} %): {verdict}")
 
 
 def _why(row: Dict[str, Any]) -> str:
@@ -343,9 +369,10 @@ def _cases(args, grid: int, windows) -> Dict[str, Dict[str, Any]]:
                 cases[f"{classes}/{kind}"] = {"logits": got["logits"], "bias": got["bias"], "seconds": got["seconds"],
                                               "cached": got["cached"]}  # fmt: skip
             else:
-                bias = np.where(np.arange(classes) % 3 == 0, 0.1, 0.0).astype(np.float32)  # seen/unseen's shape
-                cases[f"{classes}/{kind}"] = {"logits": synthetic_logits(kind, classes, len(windows), grid),
-                                              "bias": bias}  # fmt: skip
+                from checks import _postprocess_logits as pl
+
+                logits = pl.case_logits(kind, classes, windows, grid, _geometry(args.scale)[1])
+                cases[f"{classes}/{kind}"] = {"logits": logits, "bias": pl.case_bias(classes)}  # seen/unseen's shape
     return cases
 
 
@@ -397,6 +424,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         testing.segment_windows_variant(default)
     report["recommendation"] = recommend(report)
+    report["lines"] = kind_lines(report)
     written.write_text(json.dumps(report, indent=1))
     print_table(report)
     failed = [(c, k, n) for c, ks in report["cases"].items() for k, rows in ks.items() for n, r in rows.items()

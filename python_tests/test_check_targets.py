@@ -73,8 +73,20 @@ def _timing(
     ]  # fmt: skip
 
 
-def _deployed(post: float, frame_ms: float = 1.0, floor_ms: float = 1.0, **kwargs) -> dict:
-    return {"timing": _timing(post, frame_ms, **kwargs), "floor": {"median_ms": floor_ms, "frames": 30}}
+def _kinds(shares, encoder_ms: float = 1.0, measured: bool = True) -> dict:
+    """``postprocess_kinds`` as checks/_gpu_postprocess.time_kinds writes it: each kind's fastest candidate at
+    ``shares[kind]`` (or the one share for all) of an encoder of ``encoder_ms``."""
+    shares = shares if isinstance(shares, dict) else {k: shares for k in ("iid", "dominated", "label_map")}
+    return {"kinds": {k: {"chosen": "tiled", "us": share * encoder_ms * 1e3} for k, share in shares.items()},
+            "measured": measured}  # fmt: skip
+
+
+def _deployed(post: float, frame_ms: float = 1.0, floor_ms: float = 1.0, kinds=None, measured: bool = True,
+              **kwargs) -> dict:  # fmt: skip
+    """The deployed rows (their own post-processing share ``post``) and the kinds' times (``kinds``; default:
+    ``post`` on every kind), the encoder being the floor (the rows have no stage medians)."""
+    return {"timing": _timing(post, frame_ms, **kwargs), "floor": {"median_ms": floor_ms, "frames": 30},
+            "postprocess_kinds": _kinds(post if kinds is None else kinds, floor_ms, measured)}  # fmt: skip
 
 
 def test_skip_full_is_not_checked_never_passed():
@@ -97,6 +109,41 @@ def test_measured_targets_pass_only_when_met(labels_ok, post, frame_ms, code):
     report = {"labels": _labels(labels_ok), **_deployed(post, frame_ms)}
     assert gpu_engine.judge(report) == code
     assert report["pass"] is (code == 0) and report["not_checked"] == []
+
+
+@pytest.mark.parametrize(
+    "shares, failed_kind",
+    [({"iid": 0.059, "dominated": 0.03, "label_map": 0.029}, None), ({"iid": 0.061, "dominated": 0.02,
+      "label_map": 0.02}, "iid"), ({"iid": 0.05, "dominated": 0.031, "label_map": 0.02}, "dominated"),
+     ({"iid": 0.05, "dominated": 0.02, "label_map": 0.0301}, "label_map")],
+)  # fmt: skip
+def test_post_processing_is_judged_per_kind_of_logits_on_its_line(shares, failed_kind):
+    """Issue 86 item 2: 6 % of the encoder on i.i.d. logits, 3 % on dominated and label-map ones (the first case is
+    the control: each within its line passes, with the deployed frame's own share at 9.16 %, the H200's at 7f842ed
+    on random weights with zero bias, recorded and not judged); each kind past its line fails, named."""
+    report = {"labels": _labels(), **_deployed(0.0916, kinds=shares, floor_ms=1.8733, frame_ms=2.3)}
+    code = gpu_engine.judge(report)
+    post = report["post_target"]
+    assert post["post_over_encoder_c171"] == 0.0916 and post["lines"] == {"iid": 0.06, "dominated": 0.03,
+                                                                           "label_map": 0.03}  # fmt: skip
+    assert post["kinds"]["dominated"]["line_us"] == 56.2 and post["kinds"]["iid"]["line_us"] == 112.4
+    if failed_kind is None:
+        assert code == 0 and post["status"] == "pass" and report["failed"] == []
+    else:
+        assert code == 1 and post["status"] == "fail" and post["kinds"][failed_kind]["pass"] is False
+        assert [f for f in report["failed"] if f"on {failed_kind} logits" in f] == report["failed"]
+    assert any(f"on {k} logits" in line for k in shares for line in gpu_engine.kinds_lines(report))
+
+
+def test_kinds_not_measured_on_a_device_are_not_checked_never_passed():
+    """The kinds timed on the emulated build (host times) or not at all leave the target unchecked (exit 4), the
+    reason said; the control is the first case of the test above."""
+    report = {"labels": _labels(), **_deployed(0.02, measured=False)}
+    assert gpu_engine.judge(report) == gpu_engine.NOT_CHECKED_RC and report["post_target"]["status"] == "not checked"
+    assert all("not a measurement" in line for line in report["not_checked"] if "logits" in line)
+    report = {"labels": _labels(), **_deployed(0.02, kinds={"iid": 0.02, "dominated": 0.02})}
+    assert gpu_engine.judge(report) == gpu_engine.NOT_CHECKED_RC
+    assert [line for line in report["not_checked"] if "label_map" in line]
 
 
 @pytest.mark.parametrize(

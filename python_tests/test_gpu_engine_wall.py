@@ -168,7 +168,9 @@ def _report(period_ms=2.3, floor_ms=2.0, stream=True, **stream_fields) -> dict:
                 row["stream"] = {"in_flight": 2, "frames": 60, "period_ms": period_ms, "fps": 1e3 / period_ms,
                                  "replayed": 60, "replayed_all": True, "labels_equal": 1.0, **stream_fields}  # fmt: skip
             rows.append(row)
-    return {"labels": {"pass": True, "worst_labels_equal": 1.0}, "timing": rows, "floor": {"median_ms": floor_ms}}
+    kinds = {k: {"chosen": "tiled", "us": 0.02 * floor_ms * 1e3} for k in ("iid", "dominated", "label_map")}
+    return {"labels": {"pass": True, "worst_labels_equal": 1.0}, "timing": rows, "floor": {"median_ms": floor_ms},
+            "postprocess_kinds": {"kinds": kinds, "measured": True}}  # fmt: skip
 
 
 @pytest.mark.parametrize("period_ms, code", [(2.3, 0), (2.4, 0), (2.41, 1), (2.9, 1)])
