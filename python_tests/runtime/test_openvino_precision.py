@@ -91,7 +91,9 @@ def test_a_failed_bf16_gate_is_recorded_refused_and_not_gated_again(refused, mon
     (the preparer raises if called). Control: test_auto_picks_bf16_once_its_gate_passed gates the same model with a
     lower bound and it passes, so the refusal is the bound's doing."""
     meta, root, error, record = refused
-    assert "accuracy gate FAILED" in str(error) and "accept_below_gate=True" in str(error)
+    assert "accuracy gate FAILED" in str(
+        error
+    ) and "`zsseg build-engine BUNDLE --backend openvino --precision bf16 --force --accept-below-gate`" in str(error)
     gate = record["accuracy_gate"]
     assert gate["precision"] == "bf16" and not gate["passed"] and not gate["accepted"]
     assert gate["label_agreement"] < accuracy_gate.MIN_LABEL_AGREEMENT["bf16"]

@@ -299,4 +299,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser(_command_in(argv)).parse_args(argv)
     if getattr(args, "debug", False):
         os.environ["ZSSEG_RAY_LOGS"] = "1"  # zsseg_rt.scale: Ray's own log lines shown as well
+    args.engine_flags = functools.partial(_engine_flags, args.command)  # read by an error's advice (console.errors)
     return run_command(_checked(args.func, _row(args.command).needs), args)
+
+
+def _engine_flags(command: str) -> List[str]:
+    """The Engine flags ``zsseg command`` has (none for a command that opens no Engine from its flags): an error's
+    advice names no other (issue 87, L3)."""
+    from zsseg_rt.console.arguments import engine_rows
+
+    try:
+        return [str(row.flag) for row in engine_rows(command)]
+    except ValueError:
+        return []

@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Callable, Iterator, List
+from typing import Callable, Iterable, Iterator, List, Optional
 
 from zsseg_rt.options import ENGINE_OPTIONS
 
@@ -125,16 +125,21 @@ _HINTS = {
 _ENGINE_ADVICE = re.compile(r"Engine\(\.\.\., (\w+)=([^()]*?)\)")
 
 
-def command_line_advice(message: str) -> str:
+def command_line_advice(message: str, command: str = "", flags: Optional[Iterable[str]] = None) -> str:
     """``message`` with each ``Engine(..., name=value)`` turned into the command-line flag that sets ``name``
     (``--max-pixels N``; a value whose flag text differs written as that text, ``--prepare none``), or, where no flag
-    does, into the Python argument with a note that no flag sets it."""
+    does, into the Python argument with a note that no flag sets it. ``flags``: the Engine flags ``zsseg command``
+    has (None: every command's); a flag it lacks is never named (issue 87, L3: ``zsseg batch`` has no ``--prepare``),
+    the Python argument is, with that note."""
+    taken = None if flags is None else set(flags)
 
     def flag(match: "re.Match[str]") -> str:
         name, value = match.group(1), match.group(2).strip()
         option = ENGINE_OPTIONS.flag_of(name)
         if option is None:
             return f"the Python argument Engine(..., {name}={value}) (no command-line flag sets {name})"
+        if taken is not None and option not in taken:
+            return f"the Python argument Engine(..., {name}={value}) (zsseg {command} has no {option})"
         if value == "True":
             return option
         texts = {repr(value): text for text, value in ENGINE_OPTIONS[name].cli_values}
@@ -159,10 +164,11 @@ def _is_user_facing(exc: BaseException) -> bool:
     return module.startswith("zsseg_rt") or module == "cv2" or isinstance(exc, _USER_FACING)
 
 
-def format_error(exc: BaseException) -> str:
-    """The one-line description of ``exc``: its message, a hint where the type calls for one, and for unexpected
+def format_error(exc: BaseException, command: str = "", flags: Optional[Iterable[str]] = None) -> str:
+    """The one-line description of ``exc``: its message (its advice in the flags of ``zsseg command``, which has the
+    Engine flags ``flags``: :func:`command_line_advice`), a hint where the type calls for one, and for unexpected
     exception types their name and a pointer to ``--debug``."""
-    message = _one_line(command_line_advice(str(exc))) or type(exc).__name__
+    message = _one_line(command_line_advice(str(exc), command, flags)) or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename and exc.strerror:  # "[Errno 2] ..." -> "No such file...: 'x'"
         message = _one_line(f"{exc.strerror}: {exc.filename!r}")
     for kind, hint in _HINTS.items():
@@ -256,5 +262,7 @@ def run_command(func: Callable, args) -> int:
         if getattr(args, "debug", False):
             traceback.print_exc()
             return EXIT_ERROR
-        print(f"zsseg {command}: error: {format_error(exc)}", file=sys.stderr)
+        engine_flags = getattr(args, "engine_flags", None)  # the command's Engine flags (zsseg_rt.cli.main)
+        flags = engine_flags() if callable(engine_flags) else None
+        print(f"zsseg {command}: error: {format_error(exc, command, flags)}", file=sys.stderr)
         return EXIT_ERROR

@@ -169,7 +169,8 @@ class TorchBackend(Backend):
             if not gate["accepted"]:
                 raise EngineAccuracyError(
                     f"{gate['summary']}. torch precision={key.precision!r} is refused on {key.device} (recorded in "
-                    f"{root!r}); use precision='fp32', or accept it with `zsseg build-engine BUNDLE --backend torch "
+                    f"{root!r}); use Engine(..., precision='fp32'), or accept it with `zsseg build-engine BUNDLE "
+                    "--backend torch "
                     f"--precision {key.precision} --accept-below-gate`"
                 )
 

@@ -115,8 +115,9 @@ def prepare_openvino_precision(
         "gating",
         make,
         "OpenVINO",
-        "precision='fp32' (or 'auto', which runs fp32 here now), or accept it with accept_below_gate=True "
-        "(`--accept-below-gate`)",
+        f"Engine(..., precision='fp32') (or Engine(..., precision='auto'), which runs fp32 here now), or accept it "
+        f"explicitly: `zsseg build-engine BUNDLE --backend openvino --precision {precision} --force "
+        "--accept-below-gate`",
     )
 
 

@@ -173,7 +173,8 @@ def find_record(root: str, key: PrecisionKey, check_artefact: bool = True) -> Tu
         summary = gate.get("summary", "no summary") if isinstance(gate, Mapping) else "no gate result"
         raise PrecisionGateRefused(
             f"{key.backend} precision={key.precision!r} is refused here: it failed the accuracy gate ({summary}). "
-            f"Use precision='fp32', or accept it explicitly: `zsseg build-engine BUNDLE --backend {key.backend} "
+            f"Use Engine(..., precision='fp32'), or accept it explicitly: `zsseg build-engine BUNDLE --backend "
+            f"{key.backend} "
             f"--precision {key.precision} --force --accept-below-gate`"
         )
     artefact = None

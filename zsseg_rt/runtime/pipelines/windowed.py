@@ -139,8 +139,8 @@ class WindowedPipeline(Pipeline):
             raise ValueError(
                 f"inference='whole' needs a bundle whose image graph takes any size (meta.json 'whole_image'); "
                 f"{self.meta.path!r} has a fixed {self.meta.image_size}x{self.meta.image_size} image graph (a "
-                "method without whole-image inference, or a bundle exported before it): use inference='windows', "
-                "or re-export the bundle with this zsseg_rt"
+                "method without whole-image inference, or a bundle exported before it): use "
+                "Engine(..., inference='windows'), or re-export the bundle with this zsseg_rt"
             )
         self._inference = value
 

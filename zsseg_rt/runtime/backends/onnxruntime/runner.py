@@ -58,7 +58,7 @@ def ort_providers(device: str) -> List[str]:
         if "CUDAExecutionProvider" not in available:
             raise RuntimeError(
                 f"device={device!r} was requested but this onnxruntime has no CUDAExecutionProvider "
-                f"(available: {available}); install onnxruntime-gpu or use device='cpu'"
+                f"(available: {available}); install onnxruntime-gpu or use Engine(..., device='cpu')"
             )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device != "auto":
@@ -127,7 +127,7 @@ def open_ort_session(
         raise RuntimeError(
             f"device={device!r} was requested but ONNX Runtime's CUDA execution provider did not start here (the "
             f"session runs on {session.get_providers()}: no usable GPU, or its CUDA/cuDNN libraries are missing); "
-            "use device='cpu' or device='auto'"
+            "use Engine(..., device='cpu') or Engine(..., device='auto')"
         )
     expected = meta.io.get(role, {})
     got = {"inputs": [i.name for i in session.get_inputs()], "outputs": [o.name for o in session.get_outputs()]}
@@ -196,7 +196,8 @@ class OrtRunner:
                 )
             if providers[0] != "CPUExecutionProvider":
                 raise ValueError(
-                    f"precision={precision!r} on the onnxruntime backend is a CPU precision; use device='cpu' (or "
+                    f"precision={precision!r} on the onnxruntime backend is a CPU precision; use "
+                    "Engine(..., device='cpu') (or "
                     "the torch / TensorRT backend on a GPU)"
                 )
             from .precision import image_encoder_graph

@@ -87,16 +87,16 @@ def validate_openvino_precision(precision: str, features: Optional[CpuFeatures] 
         if not (features.x86 and features.bf16 in ("amx-bf16", "avx512-bf16")):
             raise ValueError(
                 f"precision='bf16' on the openvino backend needs an x86 CPU with AMX-BF16 or AVX-512-BF16 (bf16 "
-                f"arithmetic in hardware); this CPU is {features.summary()}. Use precision='fp32', or "
-                "precision='auto' (the fastest precision that passed the accuracy gate on this CPU)"
+                f"arithmetic in hardware); this CPU is {features.summary()}. Use Engine(..., precision='fp32'), or "
+                "Engine(..., precision='auto') (the fastest precision that passed the accuracy gate on this CPU)"
             )
     if precision == "int8":
         features = features or cpu_features()
         if not (features.x86 and features.int8_dot_product in INT8_INSTRUCTIONS):
             raise ValueError(
                 f"precision='int8' on the openvino backend needs an x86 CPU with VNNI or AMX-INT8 (int8 dot products "
-                f"summed exactly in int32); this CPU is {features.summary()}. Use precision='fp32', or "
-                "precision='auto' (the fastest precision that passed the accuracy gate on this CPU)"
+                f"summed exactly in int32); this CPU is {features.summary()}. Use Engine(..., precision='fp32'), or "
+                "Engine(..., precision='auto') (the fastest precision that passed the accuracy gate on this CPU)"
             )
 
 
