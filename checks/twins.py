@@ -82,10 +82,8 @@ SHAPE_ONLY: Dict[Tuple[str, str], str] = {
     "own values (postprocess_kernel and encoder_variant: the device pipeline's two measured choices)",
     ("zsseg_rt/runtime/backends/table.py", "zsseg_rt/runtime/backends/table.py"): "a table: the same fields, each "
     "row its own values",
-    ("zsseg_rt/stream/loop/session_checks.py", "zsseg_rt/stream/loop/session_checks.py"): "a table (the Session's "
-    "option rules): the same fields, each row its own values",
-    ("zsseg_rt/export/torch_backend.py", "zsseg_rt/stream/loop/session.py"): "a module's head: a list of imported "
-    "names, its __all__ and its logger",
+    ("zsseg_rt/options/run_rows.py", "zsseg_rt/options/run_rows.py"): "a table (the run's options, issue 88): the "
+    "same fields, each row its own values",
     ("zsseg_rt/outputs/ros_messages.py", "zsseg_rt/outputs/ros_messages.py"): "one CDR writer per type: its size, "
     "alignment and struct code",
 }

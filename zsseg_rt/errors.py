@@ -8,10 +8,31 @@ import errno
 import os
 from typing import Iterator, Union
 
-__all__ = ["BundleError", "CliWarning", "WRITE_FAILURES", "naming_path", "with_path"]
+__all__ = ["BundleError", "CliWarning", "OptionError", "WRITE_FAILURES", "ZssegError", "naming_path", "with_path"]
 
 
-class BundleError(RuntimeError):
+class ZssegError(Exception):
+    """The base of the errors the package raises for what its caller gave or asked (an option, an output, a source,
+    a bundle): one line in a Python caller's words (its arguments' names, never a command-line flag); ``cli``, the
+    same refusal in the command line's words where they differ (the flags that set those arguments), which ``zsseg``
+    prints instead ("": the message says it for both). Each subclass keeps the built-in base its callers catch
+    (``ValueError``, ``RuntimeError``, ``OSError``)."""
+
+    def __init__(self, message: str = "", *args: object, cli: str = ""):
+        super().__init__(message, *args)
+        self.cli = cli
+
+
+class OptionError(ZssegError, ValueError):
+    """An option's value refused (``max_frames: expected a whole number >= 1, or None, got 0``), before anything
+    opens; ``option``: its name."""
+
+    def __init__(self, message: str, option: str = "", cli: str = ""):
+        super().__init__(message, cli=cli)
+        self.option = option
+
+
+class BundleError(ZssegError, RuntimeError):
     """A bundle is missing, incomplete, corrupted or incompatible (``zsseg_rt.bundle.BundleError``)."""
 
 

@@ -26,6 +26,8 @@ import re
 import secrets
 from typing import Any, Iterable, List, Optional
 
+from zsseg_rt.errors import ZssegError
+
 __all__ = [
     "AtomicFile",
     "OutputWriteError",
@@ -44,7 +46,7 @@ __all__ = [
 PARTIAL_TAG = ".partial"  # out.mp4 -> out.partial.mp4: a streamed output until it is complete
 
 
-class OutputWriteError(OSError):
+class OutputWriteError(ZssegError, OSError):
     """Writing an output file failed (a full disk, a removed folder, an I/O error). The message names the path, the
     system's reason and what was written before the failure; ``path`` is that path and ``errno`` the system's error
     number when there was one (``errno.ENOSPC``: the disk is full)."""

@@ -122,7 +122,7 @@ def test_a_session_runs_the_apps_own_engine_and_leaves_it_open(tmp_path, tiny_bu
     label maps are its results, and it is still usable afterwards (the session closes only an Engine it opened).
     ``live=True`` needs the Engine's preset, refused in one line otherwise."""
     from zsseg_rt import Engine
-    from zsseg_rt.console.errors import CliError
+    from zsseg_rt.errors import OptionError
     from zsseg_rt.stream import Session
     from zsseg_rt.stream.sources import open_source
 
@@ -133,5 +133,5 @@ def test_a_session_runs_the_apps_own_engine_and_leaves_it_open(tmp_path, tiny_bu
     with open_source(clip) as source:
         first = source.read()
     assert np.array_equal(read_labels(str(labels), 0), engine(first).labels)  # still open, the same maps
-    with pytest.raises(CliError, match=r"live=True sets the Engine's preset"):
+    with pytest.raises(OptionError, match=r"live=True sets the Engine's preset"):
         Session(clip, engine, "a,b", labels_out=str(tmp_path / "l2"), live=True).run()

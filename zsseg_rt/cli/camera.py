@@ -14,8 +14,8 @@ import sys
 from typing import Any, List, Sequence
 
 from zsseg_rt.cli import command_parser
-from zsseg_rt.cli.camera_video import add_video_arguments
-from zsseg_rt.console.arguments import add_engine_arguments, engine_kwargs, port_number, real_number, whole_number
+from zsseg_rt.console.arguments import add_engine_arguments, engine_kwargs
+from zsseg_rt.console.run_arguments import add_run_arguments, in_flag_words, run_values
 
 
 def add_command(subparsers) -> argparse.ArgumentParser:
@@ -41,108 +41,27 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--bundle", required=True, help="bundle directory written by `zsseg export`")
     p.add_argument("--classes", help='comma-separated class names, e.g. "person,floor,wall"')
-    p.add_argument(
-        "--class-file",
-        help="text file of class names (one per line or comma-separated), watched: "
-        "edit it while streaming to change the vocabulary",
-    )
-    from zsseg_rt.outputs.kinds import add_output_arguments, flag_help, output_help
+    from zsseg_rt.outputs.kinds import add_output_arguments, output_help
 
     p.add_argument("-o", "--output", action="append", default=[], help=output_help("-o"))  # from the kinds' rows
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace existing outputs (a video file, an image folder's frames, a --labels-out folder's maps, "
-        "--stats-json) and remove what an interrupted run left (NAME.partial.EXT, a staging folder); without it "
-        "they are refused before anything runs. Every output is staged (a video as NAME.partial.EXT) and put in "
-        "place only when the run has ended well: a failed run replaces nothing",
-    )
-    p.add_argument(
-        "--preview",
-        type=port_number(free_port=True),
-        metavar="PORT",
-        help="serve the preview page (MJPEG stream, a box to change the classes) on this port (0: any free port, "
-        "printed at start)",
-    )
-    p.add_argument(
-        "--preview-host",
-        default="127.0.0.1",
-        help="interface for --preview (default 127.0.0.1; 0.0.0.0 serves the network, no auth)",
-    )
-    p.add_argument(
-        "--preview-readonly",
-        action="store_true",
-        help="the --preview page shows the stream only (by default it has a box to change the classes live)",
-    )
     add_engine_arguments(p, "camera")  # --backend, --mode (fast here), --prepare, --max-pixels, ... (zsseg_rt.options)
     p.set_defaults(mode=None)  # not given: fast where the bundle has it, else its one order (session.default_mode: E2)
-    p.add_argument("--width", type=whole_number(1), help="requested capture width (V4L2 / CSI)")
-    p.add_argument("--height", type=whole_number(1), help="requested capture height (V4L2 / CSI)")
-    p.add_argument(
-        "--fps",
-        type=real_number(above=0),
-        help="requested capture fps of a camera; the output video's fps (default: the input file's, else 30)",
-    )
-    p.add_argument("--loop", action="store_true", help="restart a video file / folder at its end")
-    p.add_argument(
-        "--every-frame",
-        action="store_true",
-        help="live sources too: process every frame instead of the newest (files and folders always are)",
-    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar for video files and folders")
-    p.add_argument("--max-frames", type=whole_number(1), help="stop after this many processed frames (of each source)")
-    p.add_argument(
-        "--max-reconnects",
-        type=whole_number(0),
-        help="give up on a source after this many failed reconnects (default: never); the others go on",
-    )
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
-    p.add_argument("--no-legend", action="store_true", help="no legend / FPS text on the overlay")
-    add_video_arguments(p)  # --labels-out, --stabilize, --keyframe-every, ... (zsseg_rt.cli.camera_video)
+    add_run_arguments(p, "camera")  # the run options from their rows (zsseg_rt.options.run_rows): --fps, --live, ...
     add_output_arguments(p, "-o")  # the kinds' own options: --frame-id, --no-overlay-topic (their rows)
-    p.add_argument(
-        "--stats-json",
-        help='write the final stream statistics to this JSON file (with "outputs": each video file\'s codec, '
-        'frames and fps; "sources": per source fps, latency p50/p99, drops, reconnects, damaged packets skipped '
-        "(decode_errors), state and error)",
-    )
-    p.add_argument(
-        "--save-json",
-        metavar="FILE",
-        help=flag_help("coco", before="(video files and image folders) "),  # the coco row's
-    )
-    p.add_argument(
-        "--objects",
-        action="store_true",
-        help="find each frame's objects: each class's connected regions (box, centroid, area, score, mask; "
-        "--object-min-area, --max-objects), written as COCO instances into --save-json",
-    )
-    from zsseg_rt.outputs.tracks_sink import add_track_arguments
-
-    add_track_arguments(p, "one tracker per source")  # --track, --tracks-out
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_camera_command)
     return p
 
 
-# the Session's options that are the command's flags of the same name (the others: run_camera_command)
-_SAME_NAMES = (
-    "labels_out", "save_json", "stats_json", "overwrite", "preview", "preview_host", "preview_readonly", "class_file",
-    "width", "height", "fps", "loop", "every_frame", "max_frames", "max_reconnects", "alpha", "allow_partial_images",
-    "live", "stabilize", "stabilize_delay", "keyframe_every", "adaptive_keyframes", "temporal_consistency", "objects",
-    "track", "tracks_out",
-)  # fmt: skip
-
-
 def session_options(args: argparse.Namespace) -> Any:
-    """The :class:`~zsseg_rt.stream.loop.session_options.SessionOptions` of the parsed flags."""
+    """The :class:`~zsseg_rt.stream.loop.session_options.SessionOptions` of the parsed flags: the run options' rows
+    (``run_values``), the ``-o`` specs and the output kinds' own options."""
     from zsseg_rt.outputs.kinds import output_values
     from zsseg_rt.stream.loop.session_options import SessionOptions
 
-    values = {name: getattr(args, name) for name in _SAME_NAMES if hasattr(args, name)}
-    return SessionOptions(
-        outputs=list(args.output), legend=not args.no_legend, output_options=output_values(args, "-o"), **values
-    )
+    values = run_values(args, "camera")  # every run option's flag (zsseg_rt.options.run_rows)
+    return SessionOptions(outputs=list(args.output), output_options=output_values(args, "-o"), **values)
 
 
 def output_names(spec: str, names: Sequence[str]) -> List[str]:
@@ -164,12 +83,19 @@ def run_camera_command(args) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    from zsseg_rt.cli.camera_progress import camera_progress
     from zsseg_rt.console.errors import refuse_stdout
-    from zsseg_rt.stream.loop.session import Session
 
     refuse_stdout(args, "-o display:// shows the frames, --preview PORT serves them")  # -o -: F18
-    session = Session(
+    with in_flag_words():  # a Session's refusals said with the flags (ZssegError.cli)
+        return _session(args).run()
+
+
+def _session(args) -> Any:
+    """The Session of the parsed flags."""
+    from zsseg_rt.cli.camera_progress import camera_progress
+    from zsseg_rt.stream.loop.session import Session
+
+    return Session(
         args.sources,
         args.bundle,
         args.classes or None,
@@ -178,7 +104,6 @@ def run_camera_command(args) -> int:
         max_pixels=args.max_pixels,
         progress=camera_progress(args.no_progress),
     )
-    return session.run()
 
 
 def main(argv=None) -> int:

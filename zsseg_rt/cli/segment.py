@@ -311,7 +311,7 @@ def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=No
     result.path = path
     if before_write is not None:
         before_write()
-    write_views(result, files, alpha=args.alpha, legend=not args.no_legend, then=done)  # all of them or none
+    write_views(result, files, alpha=args.alpha, legend=args.legend, then=done)  # all of them or none
     summary: Dict = {"image": path, **files, "seconds": round(elapsed, 3), "backend": engine.backend.name}
     if frame is not None:
         summary["frame"] = frame[0]
@@ -379,8 +379,6 @@ def run_segment(args) -> int:
     from zsseg_rt.console.signal_phases import phase
     from zsseg_rt.image_io import MAX_PIXELS_ENV, max_pixels_limit
 
-    if not 0.0 <= args.alpha <= 1.0:
-        raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {args.alpha}")
     refuse_stdout(args, "--json prints the results on standard output")  # -o -, --save-json -: F18
     # no limit given: a photo over the default is resized to fit it (with a note) instead of refused
     args.resize = args.max_pixels is None and not os.environ.get(MAX_PIXELS_ENV, "").strip()
@@ -394,7 +392,10 @@ def run_segment(args) -> int:
     folders = [source for source in args.images if os.path.isdir(source)]  # no output inside one (M8 of issue 87)
     outputs = None
     try:  # the output is this run's from here to its end (one owner per output: zsseg_rt.outputs.owner)
-        check_outputs(images, plan, args.overwrite, owner, folders)
+        # The numbered folder segment picks itself (no -o: runs/segment/expN under the working folder) is a new
+        # folder a folder input's listing never reads (segment takes a folder's own files, not its subfolders'):
+        # `zsseg segment . ...` in a folder of photos runs, as before; an -o the user names inside an input is refused
+        check_outputs(images, plan, args.overwrite, owner, folders if args.output is not None else ())
         if owner is None:
             raise CliError(f"cannot write -o {plan['directory']!r}: its owner lock cannot be made there")
         # --save-json, the table's -o kinds: checked and claimed now
@@ -595,8 +596,9 @@ def _closing_lines(args, plan: Dict, engine, speed, summaries: List[Dict]) -> No
 
 # ---- the command line -------------------------------------------------------------------------------------------
 def add_command(subparsers) -> argparse.ArgumentParser:
-    """Register ``segment`` on an argparse subparsers object (``zsseg segment``)."""
-    from zsseg_rt.outputs.kinds import flag_help
+    """Register ``segment`` on an argparse subparsers object (``zsseg segment``); the run options it shares with
+    ``zsseg camera`` are generated from their rows (``zsseg_rt.options.run_rows``)."""
+    from zsseg_rt.console.run_arguments import add_run_arguments
 
     p = command_parser(
         subparsers,
@@ -638,26 +640,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         help="also write the label ids (STEM_labels.png: 8-bit up to 256 classes, else 16-bit) with their colour "
         "view (STEM_mask.png); classes.json maps the ids to class names",
     )
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default 0.5)")
-    p.add_argument("--no-legend", action="store_true", help="no legend of the classes on the overlay and mask")
-    p.add_argument(
-        "--overwrite", action="store_true", help="replace files that exist already in -o (and --save-json FILE)"
-    )
-    p.add_argument(
-        "--save-json",
-        metavar="FILE",
-        help=flag_help("coco"),  # the coco row's (zsseg_rt.outputs.kinds)
-    )
-    p.add_argument(
-        "--objects",
-        action="store_true",
-        help="find each image's objects: each class's connected regions (8-connectivity) of at least "
-        "--object-min-area of the image, at most --max-objects, as box [x, y, w, h], centroid, area, score (the "
-        "class's mean score over the region) and RLE mask: in --json ('objects') and --save-json",
-    )
-    from zsseg_rt.outputs.tracks_sink import add_track_arguments
-
-    add_track_arguments(p, "a video file, or the images of a folder in name order: one tracker each")
+    add_run_arguments(p, "segment")  # --alpha, --no-legend, --overwrite, --save-json, --objects, --track, --tracks-out
     p.add_argument(
         "--json",
         action="store_true",

@@ -25,6 +25,7 @@ import threading
 import traceback
 from typing import Callable, Iterable, Iterator, List, Optional
 
+from zsseg_rt.errors import ZssegError
 from zsseg_rt.options import ENGINE_OPTIONS
 
 __all__ = [
@@ -148,8 +149,9 @@ def command_line_advice(message: str, command: str = "", flags: Optional[Iterabl
     return _ENGINE_ADVICE.sub(flag, message)
 
 
-class CliError(Exception):
-    """A user error the CLI itself found (bad argument, output path problem); the message says what to do."""
+class CliError(ZssegError):
+    """A user error the CLI itself found (bad argument, output path problem); the message says what to do. One of
+    the package's errors (``zsseg_rt.errors.ZssegError``)."""
 
 
 def _one_line(text: str) -> str:
@@ -168,7 +170,8 @@ def format_error(exc: BaseException, command: str = "", flags: Optional[Iterable
     """The one-line description of ``exc``: its message (its advice in the flags of ``zsseg command``, which has the
     Engine flags ``flags``: :func:`command_line_advice`), a hint where the type calls for one, and for unexpected
     exception types their name and a pointer to ``--debug``."""
-    message = _one_line(command_line_advice(str(exc), command, flags)) or type(exc).__name__
+    said = getattr(exc, "cli", "") if isinstance(exc, ZssegError) else ""  # its command-line words, where it has them
+    message = _one_line(command_line_advice(said or str(exc), command, flags)) or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename and exc.strerror:  # "[Errno 2] ..." -> "No such file...: 'x'"
         message = _one_line(f"{exc.strerror}: {exc.filename!r}")
     for kind, hint in _HINTS.items():

@@ -22,13 +22,17 @@ A :class:`Preset` is a named set of Engine options and ``VideoSegmenter`` keywor
 Engine) and that says what it trades. The standard library and ``zsseg_rt.aliases`` only (the foundation layer).
 
 The modules: :mod:`~zsseg_rt.options.table` (the row and table types), :mod:`~zsseg_rt.options.engine_rows` (the
-Engine's rows), :mod:`~zsseg_rt.options.presets`.
+Engine's rows), :mod:`~zsseg_rt.options.presets`; a run's options (a ``Session``'s, ``zsseg camera``'s flags), the
+sibling table: :mod:`~zsseg_rt.options.run_table` (``RunOption``, ``RunOptionTable``) and
+:mod:`~zsseg_rt.options.run_rows` (:data:`RUN_OPTIONS`).
 """
 
 from __future__ import annotations
 
 from zsseg_rt.options.engine_rows import ENCODER_VARIANTS, ENGINE_OPTIONS, POSTPROCESS_KERNELS
 from zsseg_rt.options.presets import LIVE, PRESETS, Preset, preset_named
+from zsseg_rt.options.run_rows import RUN_OPTIONS
+from zsseg_rt.options.run_table import RunOption, RunOptionTable
 from zsseg_rt.options.table import EngineOption, OptionTable, OptionValues, did_you_mean
 
 __all__ = [
@@ -41,6 +45,9 @@ __all__ = [
     "POSTPROCESS_KERNELS",
     "PRESETS",
     "Preset",
+    "RUN_OPTIONS",
+    "RunOption",
+    "RunOptionTable",
     "did_you_mean",
     "preset_named",
 ]

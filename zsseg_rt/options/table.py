@@ -10,6 +10,7 @@ import math
 import numbers
 import re
 import textwrap
+import typing
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -21,6 +22,19 @@ def did_you_mean(given: str, known: Iterable[str]) -> str:
     close."""
     close = difflib.get_close_matches(given, list(known), n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else ""
+
+
+class _Named(typing.Protocol):
+    """A row of a :class:`RowTable`: its name, and its flag (None: none)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def flag(self) -> Optional[str]: ...
+
+
+Row = typing.TypeVar("Row", bound=_Named)
 
 
 def _reference(reference: str) -> Any:
@@ -246,24 +260,31 @@ class OptionValues(Mapping[str, Any]):
         return f"OptionValues({self._values!r})"
 
 
-class OptionTable:
-    """The rows, in order; ``add`` / ``adding`` put another one in (a plugin's option; the tests' toy row)."""
+class RowTable(typing.Generic[Row]):
+    """Rows by name, in order, each with a ``name`` and a ``flag`` (None: none): ``add`` / ``adding`` put another one
+    in (a plugin's row; the tests' toy row), a name or flag another row has refused; a name looked up that no row
+    has is a KeyError with the closest name. The Engine's options (:class:`OptionTable`) and the run's
+    (``zsseg_rt.options.run_table.RunOptionTable``) are tables of this kind; ``owner`` and ``what`` are their words."""
 
-    def __init__(self, rows: Sequence[EngineOption]):
-        self._rows: Dict[str, EngineOption] = {}
+    owner = "the table"
+    what = "row"
+
+    def __init__(self, rows: Sequence[Row]):
+        self._rows: Dict[str, Row] = {}
         for row in rows:
             self.add(row)
 
-    def add(self, row: EngineOption) -> None:
+    def add(self, row: Row) -> None:
         """Add a row (ValueError for a name or flag another row has)."""
-        if row.name in self._rows:
-            raise ValueError(f"the Engine has an option {row.name!r} already")
-        if row.flag is not None and row.flag in {other.flag for other in self._rows.values()}:
-            raise ValueError(f"{row.name}: another Engine option has the flag {row.flag}")
-        self._rows[row.name] = row
+        name, flag = row.name, row.flag
+        if name in self._rows:
+            raise ValueError(f"{self.owner} has an option {name!r} already")
+        if flag is not None and flag in {other.flag for other in self._rows.values()}:
+            raise ValueError(f"{name}: another {self.what} has the flag {flag}")
+        self._rows[name] = row
 
     @contextlib.contextmanager
-    def adding(self, row: EngineOption) -> Iterator[EngineOption]:
+    def adding(self, row: Row) -> Iterator[Row]:
         """The table with ``row`` while in the block."""
         self.add(row)
         try:
@@ -271,20 +292,32 @@ class OptionTable:
         finally:
             del self._rows[row.name]
 
-    def __iter__(self) -> Iterator[EngineOption]:
+    def __iter__(self) -> Iterator[Row]:
         return iter(list(self._rows.values()))
 
     def __contains__(self, name: object) -> bool:
         return name in self._rows
 
-    def __getitem__(self, name: str) -> EngineOption:
+    def __getitem__(self, name: str) -> Row:
         try:
             return self._rows[name]
         except KeyError:
-            raise KeyError(self._unknown(name, "Engine option", self.names())) from None
+            raise KeyError(self._unknown(name, self.what, self.names())) from None
 
     def names(self) -> List[str]:
         return list(self._rows)
+
+    @staticmethod
+    def _unknown(name: str, what: str, known: Sequence[str]) -> str:
+        hint = did_you_mean(name, known)
+        return f"unknown {what} {name!r}: " + (hint if hint else f"expected one of {', '.join(known)}")
+
+
+class OptionTable(RowTable[EngineOption]):
+    """The Engine's rows, in order (:class:`RowTable`: ``add`` / ``adding`` put another one in)."""
+
+    owner = "the Engine"
+    what = "Engine option"
 
     def flagged(self) -> List[EngineOption]:
         """The rows with a command-line flag."""
@@ -298,11 +331,6 @@ class OptionTable:
         """The flag of option ``name`` (None: no flag sets it, or no such option)."""
         row = self._rows.get(name)
         return row.flag if row is not None else None
-
-    @staticmethod
-    def _unknown(name: str, what: str, known: Sequence[str]) -> str:
-        hint = did_you_mean(name, known)
-        return f"unknown {what} {name!r}: " + (hint if hint else f"expected one of {', '.join(known)}")
 
     def check_names(self, given: Iterable[str], caller: str, known: Optional[Sequence[str]] = None) -> None:
         """Refuse a keyword that is not an option (``known``: these only) in one line: TypeError

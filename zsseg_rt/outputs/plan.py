@@ -48,6 +48,7 @@ import shutil
 import tempfile
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from zsseg_rt.errors import ZssegError
 from zsseg_rt.io_safety import (
     AtomicFile,
     OutputWriteError,
@@ -86,7 +87,7 @@ _LOCK = ".lock"  # in a staging folder: flock-ed by the writing process, its pid
 MIN_FREE_BYTES = 4096  # less than one block free: the disk is full, refused before the first frame
 
 
-class OutputRefused(OSError):
+class OutputRefused(ZssegError, OSError):
     """An output may not be written as asked; nothing was written. ``path``: the file or folder refused;
     ``errno``: ``errno.ENOSPC`` when its disk is full (the CLI then adds what to do)."""
 

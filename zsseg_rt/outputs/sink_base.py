@@ -7,10 +7,12 @@ from typing import Optional
 
 import numpy as np
 
+from zsseg_rt.errors import ZssegError
+
 __all__ = ["FrameSink", "SinkError"]
 
 
-class SinkError(RuntimeError):
+class SinkError(ZssegError, RuntimeError):
     """A sink could not be created or written."""
 
 

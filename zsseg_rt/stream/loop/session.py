@@ -33,7 +33,7 @@ import threading
 import weakref
 from typing import Any, Callable, ContextManager, Generator, Iterator, List, Optional, Sequence, Union
 
-from zsseg_rt.console.errors import CliError
+from zsseg_rt.errors import OptionError
 from zsseg_rt.stream.loop.session_options import (
     SessionOptions,
     check_output_needs,
@@ -41,17 +41,22 @@ from zsseg_rt.stream.loop.session_options import (
     engine_preset,
     output_names,
     shared_output,
-    sink_options,
     video_segmenter,
 )
+from zsseg_rt.stream.loop.session_sinks import build_sinks
 
-__all__ = ["NO_OUTPUT_MESSAGE", "Session", "SessionInput", "SessionResult", "open_inputs"]
+__all__ = ["NO_OUTPUT_MESSAGE", "Session", "SessionInput", "SessionResult", "open_inputs", "replay_arguments"]
 
 log = logging.getLogger("zsseg_rt.stream")
 
 NO_OUTPUT_MESSAGE = (
     "no output given and no window possible here (headless OpenCV or no display): give -o out.mp4 (a video file), "
     "-o frames/ (a folder of images), or --preview 8080 (watch it in a browser: MJPEG on http://127.0.0.1:8080/)"
+)
+NO_OUTPUT_WORDS = (  # the same, to a Python caller
+    "no output given and no window possible here (headless OpenCV or no display): give outputs=['out.mp4'] (a "
+    "video file), outputs=['frames/'] (a folder of images), or preview=8080 (watch it in a browser: MJPEG on "
+    "http://127.0.0.1:8080/)"
 )
 _RESULTS_QUEUE = 4  # results waiting for the app's loop; then the stream loop waits (the app sets the pace)
 
@@ -96,7 +101,7 @@ def open_inputs(sources: Sequence[str], options: SessionOptions, max_pixels: int
     chosen = [name for name, _ in given if name]
     for name in set(chosen):
         if chosen.count(name) > 1:
-            raise CliError(f"two sources are named {name!r}: give each NAME=SOURCE its own name")
+            raise OptionError(f"two sources are named {name!r}: give each NAME=SOURCE its own name", "sources")
     labels = unique_labels([name or source_label(spec) for (name, _), spec in zip(given, specs)])
     inputs: List[SessionInput] = []
     try:
@@ -137,7 +142,8 @@ class Session:
         command: how refusals name the program (``zsseg camera``'s "camera").
 
     Raises:
-        CliError: an option or output refused, in one line (before anything is opened or loaded).
+        OptionError: (a ValueError) an option refused, in one line and a Python caller's words (``cli``: the
+            command line's), before anything is opened or loaded; OutputRefused: an output refused.
     """
 
     def __init__(
@@ -159,11 +165,7 @@ class Session:
         given = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)  # a source, or a list
         self.sources: List[str] = [os.fspath(source) for source in given]
         if not self.sources:
-            raise CliError("a session needs at least one source (a camera, a stream URL, a video file, a folder)")
-        if self.options.preview_readonly and self.options.preview is None:
-            raise CliError("--preview-readonly applies to the --preview page: give --preview PORT too")
-        if not 0.0 <= float(self.options.alpha) <= 1.0:
-            raise CliError(f"--alpha is the overlay opacity, between 0 and 1; got {self.options.alpha}")
+            raise OptionError("a session needs at least one source (a camera, a stream URL, a video file, a folder)")
         self.model, self.classes, self.command = model, classes, command
         self.engine_options = dict(engine_options or {})
         self.progress = progress
@@ -233,6 +235,24 @@ class Session:
             self._left = self._left or why
             generator.close()
         self._held = None
+
+    def resolved_options(self) -> dict:
+        """What this run runs with, resolved, as JSON types (``--stats-json``'s ``"options"``): its ``sources``,
+        ``model`` (the bundle; "the Engine" for an app's own), the vocabulary given (``classes``; None: the class
+        file's or the Engine's) and, once the model is open, the names its labels index (``class_names``), every run
+        option (``run``: :meth:`SessionOptions.as_dict`), every Engine option (``engine``: the open Engine's
+        resolved values, else the keywords given) and ``max_pixels``. :func:`replay_arguments` makes a Session's
+        arguments of it."""
+        engine_values = getattr(self.engine, "options", None)
+        return {
+            "sources": list(self.sources),
+            "model": _model_name(self.model),
+            "classes": self.classes if self.classes is None or isinstance(self.classes, str) else list(self.classes),
+            "class_names": list(self.engine.class_names) if self.engine is not None else None,
+            "run": self.options.as_dict(),
+            "engine": {name: _plain(value) for name, value in dict(engine_values or self.engine_options).items()},
+            "max_pixels": self._max_pixels,
+        }
 
     # ---- the run ----------------------------------------------------------------------------------------------
     def _session(self, iterate: bool) -> Generator[SessionResult, None, None]:
@@ -380,9 +400,12 @@ class Session:
 
         class_file = self.options.class_file
         if self.classes is not None and class_file:
-            raise CliError(
-                f"give the vocabulary once: --classes {self.classes!r} or --class-file {class_file!r} (a watched "
-                "file, to change it while streaming), not both"
+            raise OptionError(
+                f"give the vocabulary once: classes={self.classes!r} or class_file={class_file!r} (a watched file, to "
+                "change it while streaming), not both",
+                "class_file",
+                cli=f"give the vocabulary once: --classes {self.classes!r} or --class-file {class_file!r} (a watched "
+                "file, to change it while streaming), not both",
             )
         if self.classes is not None:
             return self.classes
@@ -390,10 +413,14 @@ class Session:
             names = ClassFileWatcher(class_file).read()
             if names:
                 return names
-            raise CliError(f"class file {class_file!r} is empty: put one class name per line")
+            raise OptionError(f"class file {class_file!r} is empty: put one class name per line", "class_file")
         if not isinstance(self.model, (str, bytes)) and getattr(self.model, "class_names", None):
             return None  # an Engine of the app's: its own vocabulary
-        raise CliError('give the vocabulary with --classes "a,b,c" or --class-file classes.txt')
+        raise OptionError(
+            "give the vocabulary: classes='a,b,c' (or a list of names), or class_file='classes.txt'",
+            "classes",
+            cli='give the vocabulary with --classes "a,b,c" or --class-file classes.txt',
+        )
 
     def _plan(self) -> Any:
         """Every refusal before anything is opened or loaded, and every file output (``-o`` videos and folders,
@@ -403,7 +430,7 @@ class Session:
         ``(the CameraOutputs, the label folders)``.
 
         Raises:
-            CliError, OutputRefused: one line naming the path and what to do.
+            OptionError, OutputRefused: one line naming the path and what to do.
         """
         from zsseg_rt.console.opencv_build import display_available, opencv_has_gui
         from zsseg_rt.outputs.camera_outputs import CameraOutputs
@@ -412,7 +439,7 @@ class Session:
         given = options.labels_out or options.save_json or options.tracks_out  # outputs without -o
         if not options.outputs and options.preview is None and not given:
             if not (opencv_has_gui() and display_available()):
-                raise CliError(NO_OUTPUT_MESSAGE)
+                raise OptionError(NO_OUTPUT_WORDS, "outputs", cli=NO_OUTPUT_MESSAGE)
         check_video_sources(options, [item.source for item in self.inputs])  # --stabilize-delay: recorded video
         specs = [output_names(spec, names) for spec in options.outputs]  # every refusal before anything opens
         check_output_needs(options.outputs, self.command)  # a kind whose packages are missing: what to install
@@ -423,9 +450,11 @@ class Session:
         coco = options.save_json
         if coco and any(item.source.live for item in self.inputs):
             live = next(item.name for item in self.inputs if item.source.live)
-            raise CliError(
-                f"--save-json {coco}: the COCO masks of video files and image folders; {live} is a live source, whose "
-                "frames never end: record it first (-o clip.mp4), or use --labels-out DIR"
+            said = f"the COCO masks of video files and image folders; {live} is a live source, whose frames never end"
+            raise OptionError(
+                f"save_json={coco!r}: {said}: record it first (outputs=['clip.mp4']), or use labels_out='DIR'",
+                "save_json",
+                cli=f"--save-json {coco}: {said}: record it first (-o clip.mp4), or use --labels-out DIR",
             )
         sources = [item.source for item in self.inputs]
         tracks = output_names(options.tracks_out, names) if options.tracks_out else []  # --tracks-out: per source
@@ -494,6 +523,7 @@ class Session:
             in_flight=options.in_flight,
             objects=_objects(options, engine),
         )
+        log.debug("the run's options:\n%s", options.describe())  # (-v: every option, resolved)
         phase("camera:stream-start")
         return sinks, shared
 
@@ -501,7 +531,7 @@ class Session:
         """The app's Engine (its vocabulary set when ``classes`` is given), or the bundle's, opened here."""
         if not isinstance(self.model, (str, bytes)) and not hasattr(self.model, "__fspath__"):
             if engine_preset(self.options) is not None and getattr(self.model, "preset", None) is None:
-                raise CliError("live=True sets the Engine's preset: open it with Engine(bundle, preset='live')")
+                raise OptionError("live=True sets the Engine's preset: open it with Engine(bundle, preset='live')")
             if classes is not None:
                 self.model.set_classes(classes)
             self._owns_engine = False
@@ -527,6 +557,7 @@ class Session:
         summary["speed"] = speed.as_dict(engine.backend.name, precision)  # ms per frame per stage (the line below)
         if self.trades is not None:
             summary["preset"] = self.trades
+        summary["options"] = self.resolved_options()  # what the run ran with: replayable (replay_arguments)
         # the device pipeline's post-processing kernel per geometry, chosen by timing or pinned (None: the host path)
         summary["postprocess_kernel"] = (engine.device_stats or {}).get("postprocess_kernel")
         every_sink = [sink for own in sinks for sink in own] + list(shared)  # shared: an MCAP file of every source
@@ -551,68 +582,6 @@ class Session:
             self.exit_code = 1 if failed else 0
 
 
-def build_sinks(
-    options: SessionOptions,
-    inputs: Sequence[SessionInput],
-    runner_stats: Callable[[], dict],
-    outputs: Any,
-    label_folders: Sequence[str],
-    vocabulary: Optional[Callable] = None,
-) -> Any:
-    """The sinks the outputs, the label folders, COCO and the preview ask for (``outputs``: the checked
-    ``CameraOutputs``): a list per source and the shared ones (an MCAP file of every source, the preview); with none,
-    a window per source."""
-    from zsseg_rt.outputs.kinds import SinkOptions, open_output
-    from zsseg_rt.outputs.sinks import MjpegSink
-
-    names = [item.name for item in inputs]
-    several = len(inputs) > 1
-
-    def open_one(spec: str, fps: float, shown: Sequence[str]) -> Any:  # one window per source, titled with its name
-        title = f"zsseg {shown[0]}" if several else "zsseg"
-        return open_output(spec, sink_options(options, fps, shown, outputs.staged(spec), title))
-
-    per_source: List[list] = [[] for _ in inputs]
-    shared: list = []
-    try:
-        for given, expanded in zip(options.outputs, [output_names(spec, names) for spec in options.outputs]):
-            if shared_output(given):  # one output, every source in it (topics per source)
-                shared.append(open_one(given, options.fps or 30.0, names))
-                continue
-            for index, item in enumerate(inputs):
-                fps = options.fps or item.source.fps or 30.0  # a file keeps its rate; fps overrides; else 30
-                per_source[index].append(open_one(expanded[index], fps, [item.name]))
-        for index, folder in enumerate(label_folders):
-            labels = SinkOptions(staged=outputs.labels(folder), sources=[inputs[index].name])
-            per_source[index].append(open_output(folder, labels, "--labels-out"))
-        if outputs.coco is not None:  # save_json: one file, every source's frames
-            coco = SinkOptions(staged=outputs.coco, sources=names)
-            shared.append(open_output(str(options.save_json), coco, "--save-json"))
-        tracks = output_names(options.tracks_out, names) if options.tracks_out else []
-        for index, path in enumerate(tracks):  # --tracks-out: one MOTChallenge file per source
-            track_file = SinkOptions(staged=outputs.staged(path), sources=[inputs[index].name])
-            per_source[index].append(open_output(path, track_file, "--tracks-out"))
-        if options.preview is not None:
-            shared.append(
-                MjpegSink(
-                    options.preview,
-                    options.preview_host,
-                    stats_provider=runner_stats,
-                    vocabulary=None if options.preview_readonly else vocabulary,
-                    streams=names if several else None,
-                )
-            )
-        written = label_folders or outputs.coco is not None or tracks  # outputs without -o
-        if not options.outputs and options.preview is None and not written:
-            for index, item in enumerate(inputs):
-                per_source[index].append(open_one("display://", 30.0, [item.name]))
-    except BaseException:  # e.g. StreamCapabilityError: close what was opened; the command prints one line
-        for sink in [sink for sinks in per_source for sink in sinks] + shared:
-            sink.abort()
-        raise
-    return per_source, shared
-
-
 def _objects(options: SessionOptions, engine: Any) -> Any:
     """The runner's ``objects``: with ``track`` (or ``tracks_out``) one tracker per source (its ``track_max_missed``
     the Engine's option), else ``options.objects``."""
@@ -621,6 +590,35 @@ def _objects(options: SessionOptions, engine: Any) -> Any:
     from zsseg_rt.runtime.tracking import SourceTrackers
 
     return SourceTrackers(getattr(getattr(engine, "options", None), "track_max_missed", None))
+
+
+def replay_arguments(recorded: dict) -> dict:
+    """A Session's keywords from a run's ``"options"`` (``--stats-json``; :meth:`Session.resolved_options`):
+    ``Session(**replay_arguments(stats["options"]))`` runs it again, the same sources, bundle, vocabulary, run options
+    and Engine options (its ``max_pixels`` the frames' limit)."""
+    engine = dict(recorded.get("engine") or {})
+    engine.pop("max_pixels", None)  # the frames' limit: the Session's own max_pixels (below)
+    return {
+        "sources": list(recorded["sources"]),
+        "model": recorded["model"],
+        "classes": recorded.get("classes"),
+        "options": SessionOptions.from_dict(dict(recorded["run"])),
+        "engine_options": engine,
+        "max_pixels": recorded.get("max_pixels"),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as a JSON type (a path as its text; a tuple as a list; anything else as its repr)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return repr(value)
 
 
 def _model_name(model: Any) -> str:
@@ -633,13 +631,9 @@ def _describe(sink: Any) -> Optional[dict]:
 
 
 def _options(values: dict) -> SessionOptions:
-    from zsseg_rt.options import did_you_mean
+    from zsseg_rt.options.run_rows import RUN_OPTIONS
 
-    known = {field.name for field in dataclasses.fields(SessionOptions)}
-    for name in values:
-        if name not in known:
-            hint = did_you_mean(name, sorted(known))
-            raise TypeError(f"Session got an unknown option {name!r}" + (f"; {hint}" if hint else ""))
+    RUN_OPTIONS.check_names(values, "Session")  # a misspelt one: "did you mean 'outputs'?"
     return SessionOptions(**values)
 
 

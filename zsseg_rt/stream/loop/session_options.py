@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from zsseg_rt.console.errors import CliError
 from zsseg_rt.options import LIVE, Preset
@@ -21,6 +21,7 @@ __all__ = [
     "check_video_sources",
     "engine_preset",
     "engine_test_scale",
+    "one_or_many_outputs",
     "output_names",
     "output_values",
     "shared_output",
@@ -31,9 +32,13 @@ __all__ = [
 
 @dataclasses.dataclass
 class SessionOptions:
-    """Everything a Session runs with beyond its sources, model and vocabulary; each field is the ``zsseg camera``
-    flag of the same name (``outputs``: ``-o``, repeatable; ``legend=False``: ``--no-legend``; ``overlay_topic=False``:
-    ``--no-overlay-topic``). None: the command's default."""
+    """Everything a Session runs with beyond its sources, model and vocabulary. Each field is a row of the run's
+    option table (``zsseg_rt.options.run_rows.RUN_OPTIONS``: what it takes, its default, its flag and help), which
+    checks it here (one line, a Python caller's words, before anything opens) and generates ``zsseg camera``'s flags
+    (``outputs``: ``-o``, repeatable; ``legend=False``: ``--no-legend``). None: the command's default.
+
+    ``as_dict()`` is what ``--stats-json`` records under ``"options"``; ``SessionOptions.from_dict`` makes it again
+    (a run replayed)."""
 
     outputs: Sequence[str] = ()  # -o: display://, out.mp4, frames/, out.mcap, foxglove://HOST:PORT (output_kinds)
     labels_out: Optional[str] = None  # a folder of 16-bit label PNGs per frame
@@ -73,12 +78,68 @@ class SessionOptions:
     output_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Every field checked by its rule (``session_checks.SESSION_RULES``: one line, a Python caller's words,
-        before anything opens); ``outputs`` a list (a string is one output)."""
-        from zsseg_rt.stream.loop.session_checks import check_session_options, one_or_many_outputs
+        """``outputs`` a list (a string is one output), then every field checked by its row (``RUN_OPTIONS.check``:
+        the value, then an option that needs another: ``preview_readonly`` without ``preview``).
+
+        Raises:
+            OptionError: (a ValueError) ``max_frames: expected a whole number >= 1, or None, got 0``.
+        """
+        from zsseg_rt.options.run_rows import RUN_OPTIONS
 
         self.outputs = one_or_many_outputs(self.outputs)
-        check_session_options(self)
+        RUN_OPTIONS.check(dataclasses.asdict(self))
+
+    def as_dict(self) -> Dict[str, Any]:
+        """Every option's value, by name (JSON types: paths as strings): ``--stats-json``'s ``"options"``."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        values["outputs"] = list(self.outputs)
+        values["output_options"] = dict(self.output_options)
+        return {name: os.fspath(value) if isinstance(value, os.PathLike) else value for name, value in values.items()}
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "SessionOptions":
+        """The options ``as_dict()`` gave (a recorded run's ``"options"``), checked as given; an unknown name is
+        refused with the closest one."""
+        from zsseg_rt.options.run_rows import RUN_OPTIONS
+
+        RUN_OPTIONS.check_names(values, "SessionOptions.from_dict()")
+        return cls(**values)
+
+    def describe(self) -> str:
+        """The resolved options, one ``name = value`` a line, those not at their default marked ``(given)``."""
+        from zsseg_rt.options.run_rows import RUN_OPTIONS
+
+        defaults = RUN_OPTIONS.defaults()
+        lines = []
+        for name, value in self.as_dict().items():
+            mark = "" if value == (list(defaults[name]) if name == "outputs" else defaults[name]) else "  (given)"
+            lines.append(f"{name} = {value!r}{mark}")
+        return "\n".join(lines)
+
+
+def one_or_many_outputs(outputs: Any) -> List[str]:
+    """``outputs`` as a list of specs: a string or path is one output (issue 87, M5: ``outputs="o.mp4"`` wrote one
+    output per character); a list (any iterable) of them, each one.
+
+    Raises:
+        OptionError: ``outputs: expected ...``, naming the item that is neither.
+    """
+    from zsseg_rt.errors import OptionError
+
+    if isinstance(outputs, (str, os.PathLike)):
+        outputs = [outputs]
+    if isinstance(outputs, (bytes, dict)) or not isinstance(outputs, Iterable):
+        raise OptionError(
+            f"outputs: expected an output (a string: 'out.mp4') or a list of them, got {outputs!r}", option="outputs"
+        )
+    specs = []
+    for spec in outputs:
+        if not isinstance(spec, (str, os.PathLike)) or not os.fspath(spec):
+            raise OptionError(
+                f"outputs: expected each output as a string ('out.mp4', 'frames/'), got {spec!r}", option="outputs"
+            )
+        specs.append(os.fspath(spec))
+    return specs
 
 
 PLACEHOLDERS = ("{source}", "{index}")
@@ -92,7 +153,8 @@ def output_names(spec: str, names: Sequence[str]) -> List[str]:
     for each); a ``SINGLE`` one (an MJPEG URL) is refused with several sources.
 
     Raises:
-        CliError: several sources and a fixed file name, or a kind that shows one source (its row says what to use).
+        OptionError: several sources and a fixed file name, or a kind that shows one source (its row says what to
+            use); in a Python caller's words, the ``-o`` flag's in ``cli``.
     """
     from zsseg_rt.outputs.kinds import EACH, SINGLE, output_kind
 
@@ -102,20 +164,26 @@ def output_names(spec: str, names: Sequence[str]) -> List[str]:
         return per_source
     kind = output_kind(text)
     if kind is not None and kind.sources == SINGLE:
-        raise CliError(
-            f"-o {text}: {kind.what} shows one stream; with {len(names)} sources use {kind.several or 'one -o each'}"
+        instead = kind.several or "one -o each"
+        raise _refused(
+            f"outputs {text!r}: {kind.what} shows one stream; with {len(names)} sources use "
+            f"{instead.replace('one -o each', 'one output each')}",
+            f"-o {text}: {kind.what} shows one stream; with {len(names)} sources use {instead}",
+            "outputs",
         )
     if (kind is not None and kind.sources == EACH) or shared_output(text):
         return [text] * len(names)
     if not any(placeholder in text for placeholder in PLACEHOLDERS):
         stem, ext = os.path.splitext(text.rstrip("/\\"))
         example = f"{stem}_{{source}}{ext}" if ext else os.path.join(stem, "{source}") + "/"
-        raise CliError(
-            f"-o {text} names one output, but {len(names)} sources are given ({', '.join(names)}): put {{source}} "
-            f"(each source's name) or {{index}} (its position) in it, e.g. -o {example}"
+        said = (
+            f"names one output, but {len(names)} sources are given ({', '.join(names)}): put {{source}} (each "
+            "source's name) or {index} (its position) in it, e.g."
         )
+        raise _refused(f"outputs {text!r} {said} {example!r}", f"-o {text} {said} -o {example}", "outputs")
     if len(set(per_source)) != len(per_source):
-        raise CliError(f"-o {text} gives two sources the same output: use {{source}} or {{index}}")
+        said = "gives two sources the same output: use {source} or {index}"
+        raise _refused(f"outputs {text!r} {said}", f"-o {text} {said}", "outputs")
     return per_source
 
 
@@ -193,27 +261,42 @@ def output_values(options: Any) -> Dict[str, Any]:
 # ---- the video filter: any object with the video options' names (SessionOptions, the command's arguments) -------
 def check_video_sources(options: Any, sources: Any) -> None:
     """Refuse what the video options cannot do with these sources, before the model loads: ``--stabilize-delay``
-    on a live source (its frames would wait for frames not yet filmed), or with keyframes.
+    on a live source (its frames would wait for frames not yet filmed), or with keyframes; adaptive keyframes
+    without a gap (``--keyframe-every 1``).
 
     Raises:
-        CliError: one line naming the option, the source and why.
+        OptionError: one line naming the option, the source and why (the flags' words in ``cli``).
     """
+    if getattr(options, "adaptive_keyframes", False) and getattr(options, "keyframe_every", None) == 1:
+        raise _adaptive_needs_a_gap()
     delay = getattr(options, "stabilize_delay", None)
     if delay and getattr(options, "live", False):
-        raise CliError(
+        raise _refused(
+            f"stabilize_delay={delay} waits for frames ahead, live=True is for camera rate: choose one (live=True "
+            "with stabilize=True for stable live labels)",
             f"--stabilize-delay {delay} waits for frames ahead, --live is for camera rate: choose one (--live "
-            "--stabilize for stable live labels)"
+            "--stabilize for stable live labels)",
+            "stabilize_delay",
         )
     if not delay:
         return
     live = [source for source in sources if getattr(source, "live", False)]
     if live:
-        raise CliError(
-            f"--stabilize-delay {delay}: {live[0].name} is live, and a frame's labels would wait for {delay} frames "
-            "not yet filmed; use --stabilize (causal) on a camera, the look-ahead on a recorded file or folder"
+        why = f"{live[0].name} is live, and a frame's labels would wait for {delay} frames not yet filmed"
+        raise _refused(
+            f"stabilize_delay={delay}: {why}; use stabilize=True (causal) on a camera, the look-ahead on a recorded "
+            "file or folder",
+            f"--stabilize-delay {delay}: {why}; use --stabilize (causal) on a camera, the look-ahead on a recorded "
+            "file or folder",
+            "stabilize_delay",
         )
     if getattr(options, "adaptive_keyframes", False) or (getattr(options, "keyframe_every", None) or 1) != 1:
-        raise CliError("--stabilize-delay runs the encoder on every frame: it does not combine with --keyframe-every")
+        raise _refused(
+            "stabilize_delay runs the encoder on every frame: it does not combine with keyframe_every or "
+            "adaptive_keyframes",
+            "--stabilize-delay runs the encoder on every frame: it does not combine with --keyframe-every",
+            "stabilize_delay",
+        )
 
 
 def engine_preset(options: Any) -> Optional[Preset]:
@@ -233,7 +316,8 @@ def video_segmenter(options: Any, engine: Any) -> Any:
     ``--stabilize`` / ``--keyframe-every`` / ``--adaptive-keyframes`` / ``--live`` ask for one.
 
     Raises:
-        CliError: an option the bundle cannot do (``--stabilize`` without per-class scores).
+        OptionError: an option the bundle cannot do (``stabilize`` without per-class scores), ``adaptive_keyframes``
+            with ``keyframe_every=1``.
     """
     delay = int(getattr(options, "stabilize_delay", None) or 0)
     stabilize = bool(getattr(options, "stabilize", False)) or delay > 0
@@ -243,9 +327,7 @@ def video_segmenter(options: Any, engine: Any) -> Any:
     if every is None and preset is not None:
         every = preset.video_options().get("keyframe_every")
     if adaptive and every == 1:
-        raise CliError(
-            "--adaptive-keyframes needs --keyframe-every K >= 2 (the longest gap), or no --keyframe-every (8)"
-        )
+        raise _adaptive_needs_a_gap()
     if not stabilize and not adaptive and (every or 1) == 1 and preset is None:
         return engine  # (a preset's segmenter, even one that propagates nothing, says what the preset trades)
     from zsseg_rt.pipeline.class_scores import ClassScoresUnavailable
@@ -256,4 +338,19 @@ def video_segmenter(options: Any, engine: Any) -> Any:
             engine, stabilize=stabilize, keyframe_every=every, adaptive=adaptive, stabilize_delay=delay
         )
     except ClassScoresUnavailable as exc:
-        raise CliError(f"--stabilize: {exc}") from None
+        raise _refused(f"stabilize=True: {exc}", f"--stabilize: {exc}", "stabilize") from None
+
+
+def _adaptive_needs_a_gap() -> Exception:
+    return _refused(
+        "adaptive_keyframes=True needs keyframe_every=K >= 2 (the longest gap), or keyframe_every=None (8)",
+        "--adaptive-keyframes needs --keyframe-every K >= 2 (the longest gap), or no --keyframe-every (8)",
+        "adaptive_keyframes",
+    )
+
+
+def _refused(python: str, cli: str, option: str) -> Exception:
+    """The refusal of a run option, in a Python caller's words and the command line's (``cli``)."""
+    from zsseg_rt.errors import OptionError
+
+    return OptionError(python, option=option, cli=cli)

@@ -11,13 +11,14 @@ import numpy as np
 
 # shared with the outputs below the stream (re-exported: the sources and their users import them from here)
 from zsseg_rt.console.opencv_build import quiet_opencv as quiet_opencv
+from zsseg_rt.errors import ZssegError
 from zsseg_rt.input_files import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS
 from zsseg_rt.input_files import VIDEO_EXTENSIONS as VIDEO_EXTENSIONS
 
 log = logging.getLogger("zsseg_rt.stream")
 
 
-class SourceError(RuntimeError):
+class SourceError(ZssegError, RuntimeError):
     """A source could not be opened or read."""
 
 

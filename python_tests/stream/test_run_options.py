@@ -1,0 +1,227 @@
+"""The run's options as rows (issue 88, item 1): ``SessionOptions``' fields are the rows of one table
+(``zsseg_rt.options.run_rows.RUN_OPTIONS``), which generates ``zsseg camera``'s and ``zsseg segment``'s flags, checks
+a value from Python and from the command line in the same words, and whose resolved values ``--stats-json`` records
+so that a run can be replayed. A Python caller reads its own words (no flag); the command line its flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+from stream_fakes import count_frames, write_band_clip  # noqa: E402
+
+
+def _parser(command):
+    from zsseg_rt.cli import build_parser
+
+    return build_parser(command)
+
+
+def _actions(command):
+    import argparse
+
+    root = _parser(command)
+    sub = next(action for action in root._actions if isinstance(action, argparse._SubParsersAction))
+    return {flag: action for action in sub.choices[command]._actions for flag in action.option_strings}
+
+
+def test_the_options_are_the_rows():
+    """Every field of SessionOptions is a row of the same name and default, in the same order (a field without a
+    row, or a default said twice differently, fails here)."""
+    from zsseg_rt.options.run_rows import RUN_OPTIONS
+    from zsseg_rt.stream import SessionOptions
+
+    fields = dataclasses.fields(SessionOptions)
+    assert [field.name for field in fields] == RUN_OPTIONS.names()
+    built = SessionOptions()
+    for row in RUN_OPTIONS:
+        value = getattr(built, row.name)
+        assert (list(value) if row.name == "outputs" else value) == (
+            list(row.default) if row.name == "outputs" else row.default
+        ), row.name
+
+
+@pytest.mark.parametrize("command", ["camera", "segment"])
+def test_the_commands_flags_are_generated_from_the_rows(command):
+    """Each row naming the command is its flag, with the row's help on that command and its default; the camera's
+    video options in their section; no flag is declared twice."""
+    from zsseg_rt.options.run_rows import RUN_OPTIONS
+
+    actions = _actions(command)
+    rows = RUN_OPTIONS.for_command(command)
+    assert rows, command
+    for row in rows:
+        action = actions[row.flag]
+        assert action.dest == row.name and action.help == row.flag_help(command), row.name
+        assert action.default == row.default, row.name
+    shared = {row.name for row in RUN_OPTIONS.for_command("segment")}
+    assert shared == {"save_json", "objects", "track", "tracks_out", "overwrite", "alpha", "legend"}
+    # segment says its own words where they differ, camera its own
+    assert actions["--no-legend"].help == RUN_OPTIONS["legend"].flag_help(command)
+    assert _actions("camera")["--no-legend"].help != _actions("segment")["--no-legend"].help
+
+
+@pytest.mark.parametrize("command", ["camera", "segment"])
+def test_every_rows_example_is_taken_by_python_and_by_its_flag(command):
+    """The row's example: taken by SessionOptions, and its flag's text parses to the same value (a switch: its
+    flag gives the value that is not the default)."""
+    from zsseg_rt.options.run_rows import RUN_OPTIONS
+    from zsseg_rt.stream import SessionOptions
+
+    base = ["x", "--bundle", "b", "--classes", "a"]
+    for row in RUN_OPTIONS:
+        SessionOptions(**{row.name: row.example, **({"preview": 0} if row.name == "preview_readonly" else {})})
+    parser = _parser(command)
+    for row in RUN_OPTIONS.for_command(command):
+        if row.is_switch:
+            args = parser.parse_args([command, *base, row.flag])
+            assert getattr(args, row.name) is (not row.default), row.name
+        elif row.example is not None:
+            args = parser.parse_args([command, *base, row.flag, str(row.example)])
+            assert getattr(args, row.name) == row.example, row.name
+
+
+REFUSED = [  # (option, value, its flag's text): what the issue measured, and every kind of bound
+    ("max_frames", 0, "0"),
+    ("keyframe_every", 0, "0"),
+    ("fps", -5, "-5"),
+    ("fps", float("inf"), "inf"),
+    ("preview", 70000, "70000"),
+    ("alpha", 1.5, "1.5"),
+    ("alpha", -0.1, "-0.1"),
+    ("max_reconnects", -1, "-1"),
+    ("width", 0, "0"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "text"), REFUSED, ids=[f"{n}={t}" for n, _, t in REFUSED])
+def test_python_and_the_flag_refuse_in_the_same_words(capsys, name, value, text):
+    """``SessionOptions(name=value)`` says ``name: expected E, got V``; ``zsseg camera --flag TEXT`` exits 2 with
+    ``argument --flag: expected E, got 'TEXT'``: the same E (a Python caller is also told None is taken)."""
+    from zsseg_rt import cli
+    from zsseg_rt.errors import OptionError, ZssegError
+    from zsseg_rt.options.run_rows import RUN_OPTIONS
+    from zsseg_rt.stream import SessionOptions
+
+    row = RUN_OPTIONS[name]
+    with pytest.raises(OptionError) as caught:
+        SessionOptions(**{name: value})
+    assert isinstance(caught.value, (ValueError, ZssegError)) and caught.value.option == name
+    python = str(caught.value)
+    assert python.startswith(f"{name}: expected ") and "--" not in python
+    expected = python.split(": expected ", 1)[1].rsplit(", got ", 1)[0].replace(", or None", "")
+    for command in row.commands:
+        with pytest.raises(SystemExit) as stop:
+            cli.main([command, "x", "--bundle", "b", "--classes", "a", f"{row.flag}={text}"])
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert stop.value.code == 2
+        assert line == f"zsseg {command}: error: argument {row.flag}: expected {expected}, got {text!r}", line
+
+
+def test_a_zero_where_a_range_starts_at_zero_is_taken():
+    """Both ends of a range are taken (the row's low end and high end), one step past either is not."""
+    from zsseg_rt.stream import SessionOptions
+
+    assert SessionOptions(alpha=0, max_reconnects=0, preview=0).alpha == 0
+    assert SessionOptions(alpha=1, preview=65535).preview == 65535
+
+
+def test_an_option_needing_another_says_so_in_each_words(tmp_path, capsys, monkeypatch):
+    """``preview_readonly=True`` without ``preview``: Python's words name the options, the command's its flags; the
+    bundle is never read (it does not exist), nothing is written."""
+    from zsseg_rt import cli
+    from zsseg_rt.errors import OptionError
+    from zsseg_rt.stream import Session
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OptionError) as caught:
+        Session("clip.avi", "no-bundle", "a", preview_readonly=True)
+    assert str(caught.value) == "preview_readonly=True applies to the preview page: give preview too"
+    code = cli.main(["camera", "clip.avi", "--bundle", "no-bundle", "--classes", "a", "--preview-readonly"])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1
+    assert line == "zsseg camera: error: --preview-readonly applies to the --preview page: give --preview PORT too"
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_sessions_refusals_are_in_a_python_callers_words(tmp_path, monkeypatch):
+    """Refusals a Session finds beyond one option's value name its arguments, never a flag; the command line says
+    the same with its flags (``cli``)."""
+    from zsseg_rt.errors import OptionError
+    from zsseg_rt.stream import Session
+
+    monkeypatch.chdir(tmp_path)
+    clip = write_band_clip(tmp_path / "clip.avi", frames=2)
+    (tmp_path / "c.txt").write_text("a\n")
+    cases = [
+        (dict(classes="a,b", class_file="c.txt"), "give the vocabulary once: classes='a,b' or class_file='c.txt'"),
+        (dict(classes="a", outputs=["o.mp4"], stabilize_delay=2, live=True), "stabilize_delay=2 waits for frames"),
+        (dict(classes="a", outputs=["o.mp4"], adaptive_keyframes=True, keyframe_every=1), "adaptive_keyframes=True"),
+    ]
+    for keywords, start in cases:
+        classes = keywords.pop("classes")
+        with pytest.raises(OptionError) as caught:
+            Session([clip], "no-bundle", classes, **keywords).run()
+        message = str(caught.value)
+        assert message.startswith(start) and "--" not in message, message
+        assert caught.value.cli.startswith(("give the vocabulary once: --classes", "--")), caught.value.cli
+    with pytest.raises(OptionError) as caught:
+        Session([clip, clip], "no-bundle", "a", outputs=["one.mp4"]).run()
+    assert str(caught.value).startswith("outputs 'one.mp4' names one output, but 2 sources are given")
+    assert "--" not in str(caught.value) and caught.value.cli.startswith("-o one.mp4 names one output")
+    assert sorted(os.listdir(tmp_path)) == ["c.txt", "clip.avi"]
+
+
+@pytest.mark.time_bound(300)
+def test_stats_json_records_the_resolved_options_and_a_replay_writes_the_same(tmp_path, tiny_bundle, monkeypatch):
+    """``--stats-json``'s ``"options"``: the sources, bundle, vocabulary, every run option and every Engine option
+    resolved; ``Session(**replay_arguments(...))`` runs the same again (the same frames written, the same options
+    recorded but the output names)."""
+    from zsseg_rt import cli
+    from zsseg_rt.stream.loop.session import Session, replay_arguments
+
+    monkeypatch.chdir(tmp_path)
+    clip = write_band_clip(tmp_path / "clip.avi", frames=4)
+    argv = ["camera", str(clip), "--bundle", str(tiny_bundle), "--classes", "a,b", "--backend", "onnxruntime"]
+    argv += ["-o", "one.mp4", "--max-frames", "3", "--alpha", "0.25", "--stats-json", "one.json", "--no-progress"]
+    assert cli.main(argv) == 0
+    recorded = json.loads((tmp_path / "one.json").read_text())["options"]
+    assert recorded["sources"] == [str(clip)] and recorded["model"] == str(tiny_bundle)
+    assert recorded["classes"] == "a,b" and recorded["class_names"] == ["a", "b"]
+    assert recorded["run"]["max_frames"] == 3 and recorded["run"]["alpha"] == 0.25
+    assert recorded["run"]["outputs"] == ["one.mp4"] and recorded["run"]["stats_json"] == "one.json"
+    assert recorded["engine"]["backend"] == "onnxruntime" and recorded["engine"]["mode"] == "fast"
+    again = dict(recorded, run=dict(recorded["run"], outputs=["two.mp4"], stats_json="two.json"))
+    assert Session(**replay_arguments(again)).run() == 0
+    assert count_frames(tmp_path / "one.mp4") == count_frames(tmp_path / "two.mp4") == 3
+    replayed = json.loads((tmp_path / "two.json").read_text())["options"]
+    assert replayed == again
+
+
+def test_the_packages_errors_are_one_hierarchy():
+    """A Python caller catches every refusal of the package as ``zsseg_rt.errors.ZssegError``, each still the
+    built-in error it was (a ValueError, an OSError, a RuntimeError); the command line prints its own words."""
+    from zsseg_rt.console.errors import CliError, format_error
+    from zsseg_rt.errors import BundleError, OptionError, ZssegError
+    from zsseg_rt.io_safety import OutputWriteError
+    from zsseg_rt.outputs.plan import OutputRefused
+    from zsseg_rt.outputs.sink_base import SinkError
+    from zsseg_rt.stream.sources.base import SourceError
+
+    kinds = {
+        OptionError: ValueError,
+        BundleError: RuntimeError,
+        OutputRefused: OSError,
+        OutputWriteError: OSError,
+        SinkError: RuntimeError,
+        SourceError: RuntimeError,
+        CliError: Exception,
+    }
+    for kind, builtin in kinds.items():
+        assert issubclass(kind, ZssegError) and issubclass(kind, builtin), kind
+    refused = OptionError("max_frames: expected a whole number >= 1, or None, got 0", "max_frames", cli="--max-frames")
+    assert format_error(refused) == "--max-frames" and str(refused).startswith("max_frames:")
