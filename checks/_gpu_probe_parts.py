@@ -523,6 +523,33 @@ def part_batch(ctx) -> dict:
     return {"cuda_graphs": stats.get("cuda_graphs"), "batched_graphs": stats.get("batched_graphs")}
 
 
+def part_compiled_encoder(ctx) -> dict:
+    """P11 (an extra, run in the rerun room): ``encoder_variant="compiled"`` pinned (``auto`` never compiles behind a
+    user's back, runtime/device/encoder_choice.py AUTO_CANDIDATES): the first frame's seconds (the cold torch.compile
+    of the encoder and its capture), then the choice among every variant, compiled included, over the photo: each one's
+    time per encoder run and its gate figure against the fp16 graph's labels. The full-size bundle where this command
+    has it (an earlier stage's export), else the tiny one."""
+    import numpy as np
+
+    from zsseg_rt.runtime.device.encoder_choice import CANDIDATES, EncoderChoice
+
+    _needs_zsseg_cuda()
+    ge = _engine_module()
+    bundle = _bundle_here(ctx)
+    ctx.record("bundle", Path(bundle).name)
+    model, _ = _cuda_model(bundle)
+    image = _photo()
+    engine = ge.torch_engine(bundle, model, "fp16", encoder_variant="compiled")
+    engine.set_classes(_names(171))
+    start = time.perf_counter()
+    engine(image)
+    ctx.record("compiled_first_frame_s", round(time.perf_counter() - start, 2))
+    device = engine.pipeline.device
+    every = EncoderChoice("auto", candidates=CANDIDATES)
+    report = every.choose(device, [(np.ascontiguousarray(image), "bgr")])
+    return {"encoder_variant": report}
+
+
 def part_streams(ctx) -> dict:
     """P7S: ``benchmarks streams`` (multi-source camera) on the torch CUDA Engine, cut at STREAMS_CAP_S."""
     _needs_zsseg_cuda()

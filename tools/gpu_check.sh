@@ -229,8 +229,12 @@ setup() {  # the artefacts checked, the wheel and the missing Python distributio
     missing "GPU: nvidia-smi not found (no NVIDIA driver here): run this on the GPU machine"
   fi
   # the image's own packages (without the stage's site), into the logs: versions read, not inferred from tracebacks
-  (cd "$WORK" && env -u PYTHONPATH "$PY" -m pip freeze --all >"$WORK/logs/pip_freeze.txt" 2>&1) \
-    || echo "note: the image's pip freeze failed (logs/pip_freeze.txt)" >>"$STAGE_NOTES"
+  # (once per command: the image does not change between its stages)
+  if [ ! -s "$OUT/pip_freeze.txt" ]; then
+    (cd "$WORK" && env -u PYTHONPATH "$PY" -m pip freeze --all >"$OUT/pip_freeze.txt" 2>&1) \
+      || echo "note: the image's pip freeze failed (logs/pip_freeze.txt)" >>"$STAGE_NOTES"
+  fi
+  cp "$OUT/pip_freeze.txt" "$WORK/logs/pip_freeze.txt" 2>/dev/null || true
   if ! step artifacts "$WORK/logs/artifacts.log" run_module checks gpu_artifacts verify --artifacts "$ARTIFACTS" \
     --root "$ROOT" --json "$WORK/artifacts.json"; then
     grep '^MISSING ' "$WORK/logs/artifacts.log" | sed 's/^MISSING //' >>"$STAGE_MISSING" || true
@@ -240,17 +244,29 @@ setup() {  # the artefacts checked, the wheel and the missing Python distributio
   grep '^note: ' "$WORK/logs/artifacts.log" >>"$STAGE_NOTES" || true
   local wheel
   wheel="$(ls "$ARTIFACTS"/wheels/zsseg_rt-*.whl)"
-  step install "$WORK/logs/install.log" "$PY" -m pip install --no-index --no-deps --only-binary=:all: --no-compile \
-    --no-cache-dir --target "$SITE/pkg" "$wheel" || { missing "the wheel: pip could not install $wheel (logs/install.log)"; return 1; }
-  # the test tools first, into $SITE/deps whatever the image has (--harness), then only what the machine lacks
-  local deps_rc=0
-  step python_deps "$WORK/logs/python_deps.log" run_module checks gpu_check_support python-deps \
-    --group acceptance --wheels "$ARTIFACTS/pywheels" --site "$SITE/deps" --harness || deps_rc=$?
-  grep -E '^(note|wheels|harness|version): ' "$WORK/logs/python_deps.log" >>"$STAGE_NOTES" || true
-  if [ "$deps_rc" != 0 ]; then
-    grep '^MISSING ' "$WORK/logs/python_deps.log" | sed 's/^MISSING //' >>"$STAGE_MISSING" || true
-    [ -s "$STAGE_MISSING" ] || missing "Python: the dependency check failed: see logs/python_deps.log"
-    return 1
+  # The site (the wheel, the carried distributions the machine lacks) is the command's: installed by its first stage
+  # whose set-up passed, reused by the others (the same artefacts, verified above; 5-6 s of pip a stage: issue 86
+  # item 6), its notes with it. A stage whose set-up failed leaves no mark, so the next one installs again.
+  if [ -f "$SITE/.installed" ]; then
+    step install "$WORK/logs/install.log" echo "reused: $SITE as stage $(cat "$SITE/.installed") of this command" \
+      "installed it from $wheel and $ARTIFACTS/pywheels"
+    cat "$SITE/.notes" >>"$STAGE_NOTES" 2>/dev/null || true
+  else
+    rm -rf "$SITE"
+    step install "$WORK/logs/install.log" "$PY" -m pip install --no-index --no-deps --only-binary=:all: --no-compile \
+      --no-cache-dir --target "$SITE/pkg" "$wheel" || { missing "the wheel: pip could not install $wheel (logs/install.log)"; return 1; }
+    # the test tools first, into $SITE/deps whatever the image has (--harness), then only what the machine lacks
+    local deps_rc=0
+    step python_deps "$WORK/logs/python_deps.log" run_module checks gpu_check_support python-deps \
+      --group acceptance --wheels "$ARTIFACTS/pywheels" --site "$SITE/deps" --harness || deps_rc=$?
+    grep -E '^(note|wheels|harness|version): ' "$WORK/logs/python_deps.log" >"$SITE/.notes" || true
+    cat "$SITE/.notes" >>"$STAGE_NOTES"
+    if [ "$deps_rc" != 0 ]; then
+      grep '^MISSING ' "$WORK/logs/python_deps.log" | sed 's/^MISSING //' >>"$STAGE_MISSING" || true
+      [ -s "$STAGE_MISSING" ] || missing "Python: the dependency check failed: see logs/python_deps.log"
+      return 1
+    fi
+    echo "$STAGE_NAME" >"$SITE/.installed"
   fi
   step import "$WORK/logs/import.log" run_module checks gpu_check_support import-check --build "$SITE/pkg" \
     --require-cuda || true  # every step still runs: each says for itself what a missing CUDA does to it
@@ -263,10 +279,11 @@ do_engine() {
   step engine "$WORK/logs/engine.log" run_module checks gpu_engine "${args[@]}" || true
   # the targets it checked and met: --quick leaves the post-processing target unchecked (not passed: exit 4)
   step engine_targets "$WORK/logs/engine_targets.log" targets_met "$WORK/engine_check.json" || true
-  # the post-processing candidates timed against each other on the same GPU, on the Engine's logits too (the
-  # export above, reused): postprocess_variants.json; fails only when the default fails its check or one crashed
+  # the post-processing candidates timed against each other on the same GPU at C=20, on the Engine's logits too (the
+  # export above, reused): postprocess_variants.json; fails only when the default fails its check or one crashed. At
+  # C=171 the engine check itself checks and times every candidate on three kinds of logits (checks/_gpu_postprocess.py)
   if [ "$QUICK" != 1 ]; then
-    step variants "$WORK/logs/variants.log" run_module checks postprocess_variants --out "$WORK" \
+    step variants "$WORK/logs/variants.log" run_module checks postprocess_variants --out "$WORK" --classes 20 \
       --work "$OUT/shared_exports" --engine-check "$WORK/engine_check.json" || true
   fi
 }
@@ -361,7 +378,8 @@ run_stage() {  # run_stage NAME: from a bare work folder, its steps within its b
   WORK="$OUT/$name"
   rm -rf "$WORK"
   mkdir -p "$WORK/logs" "$WORK/bin"
-  SITE="$WORK/site"
+  SITE="$OUT/site"  # the command's (setup: installed by its first stage, reused by the others)
+  STAGE_NAME="$name"
   # The wheel, then the carried distributions the machine lacked; the system's site-packages after them
   export PYTHONPATH="$SITE/pkg:$SITE/deps"
   export PATH="$SITE/pkg/bin:$SITE/deps/bin:$PATH"  # the wheel's console script (zsseg) first
@@ -391,6 +409,8 @@ run_stage() {  # run_stage NAME: from a bare work folder, its steps within its b
   fi
 }
 
+# This command's shared set-up starts empty (a site or image freeze an earlier command left in OUT is not reused)
+rm -rf "$OUT/site" "$OUT/pip_freeze.txt"
 # What each stage covers, hashed once for the whole command before any stage runs (a test that writes into the tree
 # cannot change a later stage's hash): a pass counts at a later tree only while its stage's hash is the same
 rm -f "$OUT/coverage.json"

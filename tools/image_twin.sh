@@ -146,7 +146,7 @@ done
 twin verdict "$TWIN/out" "${STAGE_LIST[@]}" || FAILED=1
 
 # ---- 4. the engine stage's programs on the emulated CUDA build, through the stage's launcher ------------------------
-SITE="$TWIN/out/${STAGE_LIST[-1]}/site"  # the last stage's site: the wheel and the carried wheels as it installed them
+SITE="$TWIN/out/site"  # the stages' site: the wheel and the carried wheels as the first stage installed them
 WORK="$TWIN/out/engine_programs"
 rm -rf "$WORK"
 mkdir -p "$WORK"

@@ -66,9 +66,13 @@ def engine(tiny_bundle):
 FRAME = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
 
 
-def _pipe(engine, behaves, setting="auto", times=TIMES):
+def _pipe(engine, behaves, setting="auto", times=TIMES, candidates=tuple(encoder_choice.CANDIDATES)):
     timer = ScriptedTimer(times)
-    choice = EncoderChoice(setting, timer=timer, repeats=2, rounds=3) if setting == "auto" else setting
+    choice = (
+        EncoderChoice(setting, timer=timer, repeats=2, rounds=3, candidates=candidates)
+        if setting == "auto"
+        else setting
+    )
     pipe = DevicePipeline(engine.meta, VariantExecutor(engine.backend, behaves), max_windows=4,
                           encoder_variant=choice)  # fmt: skip
     pipe.set_vocabulary(engine._vocab[1], engine._vocab[2])
@@ -79,6 +83,19 @@ def test_the_candidates_are_the_option_rows_values():
     assert ENGINE_OPTIONS["encoder_variant"].values() == ["auto", *ENCODER_VARIANTS]
     assert ENGINE_OPTIONS["encoder_variant"].default == "auto"
     assert encoder_choice.CANDIDATES == ("graph", "compiled", "fp8")  # the first is the reference
+
+
+def test_auto_never_compiles_behind_the_users_back(engine):
+    """auto times graph and fp8 only: compiled's first frame is a cold torch.compile (CPU minutes, a disk cache), the
+    user's to pin; pinned, it runs (control)."""
+    assert encoder_choice.AUTO_CANDIDATES == ("graph", "fp8") and EncoderChoice("auto").candidates == ("graph", "fp8")
+    pipe, timer = _pipe(engine, {"graph": "same", "compiled": "same", "fp8": "same"}, candidates=None)
+    pipe(FRAME)
+    assert "compiled" not in timer.calls and pipe.executor.runs["compiled"] == 0
+    assert pipe.encoders.report()["variant"] == "fp8"  # the faster of the two the script times
+    pinned, _ = _pipe(engine, {"graph": "same", "compiled": "same", "fp8": "same"}, setting="compiled")
+    pinned(FRAME)
+    assert pinned.executor.encoder_variant == "compiled" and pinned.encoders.report()["how"] == "pinned"
 
 
 @pytest.mark.parametrize(("times", "fastest"), [(TIMES, "compiled"), ({**TIMES, "graph": 5.0}, "graph")])

@@ -162,11 +162,12 @@ ENGINE_OPTIONS = OptionTable(
             "encoder_variant",
             "auto",
             "str",
-            "the device pipeline's image encoder: auto (default) runs each variant the backend offers on the first "
-            "frame, before its CUDA graph is captured, and keeps the fastest whose labels agree with graph's (the "
-            "bundle's graph at the Engine's precision) on at least 99.5 percent of the pixels; compiled "
-            "(torch.compile, captured in the frame's graph) and fp8 (FP8 linear layers, a GPU of compute capability "
-            "8.9+) run on the torch backend on a GPU; a name pins that variant (refused where it cannot run).",
+            "the device pipeline's image encoder: auto (default) runs graph (the bundle's graph at the Engine's "
+            "precision) and fp8 (FP8 linear layers, a GPU of compute capability 8.9+, the torch backend) on the first "
+            "frame, before its CUDA graph is captured, and keeps the fastest whose labels agree with graph's on at "
+            "least 99.5 percent of the pixels; compiled (torch.compile, captured in the frame's graph; its first "
+            "frame costs a compile of the encoder, so auto never runs it) only where pinned; a name pins that variant "
+            "(refused where it cannot run).",
             doc="``Engine.device_stats['encoder_variant']`` says which variant runs and, where they were timed, each "
             "variant's time per encoder run, its share of labels equal to graph's and why any was skipped or failed "
             "(``runtime/device/encoder_choice.py``).",
