@@ -118,3 +118,22 @@ def test_camera_refuses_an_output_inside_its_input_folder(tmp_path, photos, tiny
         f"--labels-out {labels} {inside}: choose another output",
     )
     assert _tree(photos) == before
+
+
+def test_segment_dot_keeps_its_own_numbered_folder(tmp_path, monkeypatch, capsys, tiny_bundle):
+    """`zsseg segment .` in a folder of photos: the numbered folder segment picks itself (runs/segment/exp1, inside
+    the input folder) is written, and the next run reads the photos only (a folder input is read without its
+    subfolders), so it does not segment its own outputs; an -o inside the input is still refused (the control)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k in range(2):
+        cv2.imwrite(str(folder / f"p{k}.png"), np.full((16, 20, 3), 40 * k, np.uint8))
+    monkeypatch.chdir(folder)
+    argv = ["segment", ".", "--bundle", tiny_bundle, "--classes", "a,b"]
+    assert cli.main(argv) == 0 and cli.main(argv) == 0, capsys.readouterr().err
+    first, second = (folder / "runs" / "segment" / name for name in ("exp", "exp2"))
+    assert sorted(p.name for p in first.glob("*_overlay.png")) == ["p0_overlay.png", "p1_overlay.png"]
+    assert sorted(p.name for p in second.glob("*_overlay.png")) == ["p0_overlay.png", "p1_overlay.png"]
+    capsys.readouterr()
+    assert cli.main(argv + ["-o", "mine"]) == 1
+    assert "is inside ., an input of this run" in capsys.readouterr().err
