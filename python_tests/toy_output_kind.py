@@ -2,8 +2,8 @@
 segment and batch's refusals; python_tests/scale/test_batch_output_kind.py: a batch run): ``-o out.count`` writes how
 many results (frames, images) it counted, one in ``--count-every N``. What a new kind is: this module (its sink)
 and its row, ``ROW`` (in production a line of ``OUTPUT_KINDS`` in ``zsseg_rt/outputs/kinds.py``; the tests put
-it in the table with ``monkeypatch``). The row's own option gives the command its flag and the Session its
-``output_options`` entry; the row's ``wrote`` gives the "wrote ..." line."""
+it in the table for a block with ``OUTPUT_KINDS.adding(ROW, first=True)``). The row's own option gives the command
+its flag and the Session its ``output_options`` entry; the row's ``wrote`` gives the "wrote ..." line."""
 
 from __future__ import annotations
 

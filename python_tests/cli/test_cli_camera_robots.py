@@ -310,7 +310,7 @@ def test_the_robot_kinds_extra_installs_their_modules():
             assert re.search(rf"^{distribution[module]}==", pinned, re.M), (module, "not pinned in requirements.txt")
 
 
-def test_a_new_output_kind_is_one_row(tmp_path, tiny_bundle, clip, capsys, monkeypatch):
+def test_a_new_output_kind_is_one_row(tmp_path, tiny_bundle, clip, capsys):
     """A toy kind (``-o out.count``: the number of frames) added as one row of the table, its sink a few lines: the
     camera opens it for `-o`, hands it every result, and the output plan takes it as it takes a video (refused
     without --overwrite, written under its partial name, renamed when the run ends well)."""
@@ -336,9 +336,9 @@ def test_a_new_output_kind_is_one_row(tmp_path, tiny_bundle, clip, capsys, monke
         lambda spec, options: CountSink(options.staged),
         lambda plan, option, path: plan.stream(option, path),
     )
-    monkeypatch.setattr(kinds, "OUTPUT_KINDS", (row, *kinds.OUTPUT_KINDS))
     out = tmp_path / "out.count"
-    code, err = _main(capsys, clip, "--bundle", tiny_bundle, *ENGINE, "-o", out)
-    assert code == 0 and out.read_text() == "8\n" and not (tmp_path / "out.partial.count").exists(), err
-    code, err = _main(capsys, clip, "--bundle", tiny_bundle, *ENGINE, "-o", out, "--max-frames", "3")
-    assert code == 1 and "exists already: pass --overwrite" in err[0] and out.read_text() == "8\n", err
+    with kinds.OUTPUT_KINDS.adding(row, first=True):
+        code, err = _main(capsys, clip, "--bundle", tiny_bundle, *ENGINE, "-o", out)
+        assert code == 0 and out.read_text() == "8\n" and not (tmp_path / "out.partial.count").exists(), err
+        code, err = _main(capsys, clip, "--bundle", tiny_bundle, *ENGINE, "-o", out, "--max-frames", "3")
+        assert code == 1 and "exists already: pass --overwrite" in err[0] and out.read_text() == "8\n", err

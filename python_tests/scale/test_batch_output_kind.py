@@ -16,8 +16,13 @@ from zsseg_rt.outputs import kinds
 pytestmark = pytest.mark.slow  # a Ray cluster (python_tests/scale/conftest.py)
 
 
-def test_a_batch_run_writes_the_toy_kind(ray_cluster, tiny_bundle, image_folder, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(kinds, "OUTPUT_KINDS", (ROW, *kinds.OUTPUT_KINDS))
+@pytest.fixture
+def toy_kind():
+    with kinds.OUTPUT_KINDS.adding(ROW, first=True):
+        yield ROW
+
+
+def test_a_batch_run_writes_the_toy_kind(ray_cluster, tiny_bundle, image_folder, tmp_path, capsys, toy_kind):
     out, labels = tmp_path / "out.count", tmp_path / "labels"
     argv = ["batch", image_folder, str(labels), "--bundle", tiny_bundle, "--classes", ",".join(VOCAB)]
     argv += ["--workers", "1", "--cpus-per-worker", "0.5", "--backend", "onnxruntime", "--no-progress"]

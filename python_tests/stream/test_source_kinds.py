@@ -62,8 +62,11 @@ def test_the_table_names_its_kinds_once_each_and_every_row_can_open():
     for row in sources.SOURCE_KINDS:
         assert row.build is not None or row.capture is not None, row.name
         assert sources.source_kind(row.name) is row
-    with pytest.raises(SourceError, match="no source kind 'toy'"):
+    with pytest.raises(SourceError, match=r"^unknown source kind 'toy': expected one of v4l2, csi, network, gstreamer"):
         sources.source_kind("toy")
+    with pytest.raises(SourceError, match=r"^unknown source kind 'fodler': did you mean 'folder'\?$"):
+        sources.source_kind("fodler")
+    assert sources.SOURCE_KINDS.names() == names
 
 
 TOY_MODULE = '''
@@ -97,9 +100,10 @@ def toy_kind(tmp_path, monkeypatch):
         parse_source("toy://3")
     import toy_source_kind
 
-    monkeypatch.setattr(sources.table, "SOURCE_KINDS", [*sources.SOURCE_KINDS, toy_source_kind.ROW])
-    yield toy_source_kind
+    with sources.SOURCE_KINDS.adding(toy_source_kind.ROW):  # the table's own idiom: the row for the test, then gone
+        yield toy_source_kind
     sys.modules.pop("toy_source_kind", None)
+    assert "toy" not in sources.SOURCE_KINDS.names()
 
 
 def test_a_new_kind_is_a_module_and_a_row(toy_kind, tmp_path, tiny_bundle, capsys):

@@ -24,13 +24,16 @@ Engine) and that says what it trades. The standard library and ``zsseg_rt.aliase
 The modules: :mod:`~zsseg_rt.options.table` (the row and table types), :mod:`~zsseg_rt.options.engine_rows` (the
 Engine's rows), :mod:`~zsseg_rt.options.presets`; a run's options (a ``Session``'s, ``zsseg camera``'s flags), the
 sibling table: :mod:`~zsseg_rt.options.run_table` (``RunOption``, ``RunOptionTable``) and
-:mod:`~zsseg_rt.options.run_rows` (:data:`RUN_OPTIONS`).
+:mod:`~zsseg_rt.options.run_rows` (:data:`RUN_OPTIONS`). Both tables, the output kinds, the sources, the backends
+and the model families are registries of one kind: :class:`~zsseg_rt.options.registry.Registry` (register, names,
+get with did-you-mean, ``adding`` for a block, an optional entry-point group).
 """
 
 from __future__ import annotations
 
 from zsseg_rt.options.engine_rows import ENCODER_VARIANTS, ENGINE_OPTIONS, POSTPROCESS_KERNELS
 from zsseg_rt.options.presets import LIVE, PRESETS, Preset, preset_named
+from zsseg_rt.options.registry import Registry
 from zsseg_rt.options.run_rows import RUN_OPTIONS
 from zsseg_rt.options.run_table import RunOption, RunOptionTable
 from zsseg_rt.options.table import EngineOption, OptionTable, OptionValues, did_you_mean
@@ -46,6 +49,7 @@ __all__ = [
     "PRESETS",
     "Preset",
     "RUN_OPTIONS",
+    "Registry",
     "RunOption",
     "RunOptionTable",
     "did_you_mean",

@@ -4,8 +4,6 @@ The rows themselves are :mod:`zsseg_rt.options.engine_rows`. Standard library an
 
 from __future__ import annotations
 
-import contextlib
-import difflib
 import math
 import numbers
 import re
@@ -15,13 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from zsseg_rt.aliases import resolve_reference
-
-
-def did_you_mean(given: str, known: Iterable[str]) -> str:
-    """``"did you mean 'precision'?"`` for the closest of ``known`` to ``given`` (difflib), or ``""`` when none is
-    close."""
-    close = difflib.get_close_matches(given, list(known), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else ""
+from zsseg_rt.options.registry import Registry, did_you_mean
 
 
 class _Named(typing.Protocol):
@@ -260,57 +252,30 @@ class OptionValues(Mapping[str, Any]):
         return f"OptionValues({self._values!r})"
 
 
-class RowTable(typing.Generic[Row]):
-    """Rows by name, in order, each with a ``name`` and a ``flag`` (None: none): ``add`` / ``adding`` put another one
-    in (a plugin's row; the tests' toy row), a name or flag another row has refused; a name looked up that no row
-    has is a KeyError with the closest name. The Engine's options (:class:`OptionTable`) and the run's
+class RowTable(Registry[Row]):
+    """Rows by name, in order, each with a ``name`` and a ``flag`` (None: none): a :class:`Registry` (``register`` /
+    ``add``, ``names``, ``get`` / ``[name]`` with the closest name, ``adding`` for a plugin's or a test's row) whose
+    rows' flags differ too. The Engine's options (:class:`OptionTable`) and the run's
     (``zsseg_rt.options.run_table.RunOptionTable``) are tables of this kind; ``owner`` and ``what`` are their words."""
 
     owner = "the table"
     what = "row"
 
     def __init__(self, rows: Sequence[Row]):
-        self._rows: Dict[str, Row] = {}
-        for row in rows:
-            self.add(row)
+        super().__init__(self.what, rows)
 
-    def add(self, row: Row) -> None:
+    def register(self, row: Row, *, replace: bool = False, first: bool = False) -> Row:
         """Add a row (ValueError for a name or flag another row has)."""
         name, flag = row.name, row.flag
         if name in self._rows:
             raise ValueError(f"{self.owner} has an option {name!r} already")
         if flag is not None and flag in {other.flag for other in self._rows.values()}:
             raise ValueError(f"{name}: another {self.what} has the flag {flag}")
-        self._rows[name] = row
+        return super().register(row, first=first)
 
-    @contextlib.contextmanager
-    def adding(self, row: Row) -> Iterator[Row]:
-        """The table with ``row`` while in the block."""
-        self.add(row)
-        try:
-            yield row
-        finally:
-            del self._rows[row.name]
-
-    def __iter__(self) -> Iterator[Row]:
-        return iter(list(self._rows.values()))
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._rows
-
-    def __getitem__(self, name: str) -> Row:
-        try:
-            return self._rows[name]
-        except KeyError:
-            raise KeyError(self._unknown(name, self.what, self.names())) from None
-
-    def names(self) -> List[str]:
-        return list(self._rows)
-
-    @staticmethod
-    def _unknown(name: str, what: str, known: Sequence[str]) -> str:
-        hint = did_you_mean(name, known)
-        return f"unknown {what} {name!r}: " + (hint if hint else f"expected one of {', '.join(known)}")
+    def add(self, row: Row) -> None:
+        """Add a row (:meth:`register`)."""
+        self.register(row)
 
 
 class OptionTable(RowTable[EngineOption]):

@@ -1,6 +1,8 @@
 """The output kinds of the stream loop as one table: each row says how its spec is recognised (the parser), how its
 sink is opened, and what the run's output plan (:mod:`zsseg_rt.outputs.plan`) holds for it. ``open_sink(spec)`` and
-``zsseg camera -o`` / ``--labels-out`` go through it; a new kind is one module (its sink) and one row here.
+``zsseg camera -o`` / ``--labels-out`` go through it; a new kind is one module (its sink) and one row here
+(:data:`OUTPUT_KINDS` is a ``zsseg_rt.options.registry.Registry``: ``names()``, ``get(name)`` with the closest name,
+``adding(row, first=True)`` for a block).
 
 | kind | option | spec | sink | output-plan entry |
 |---|---|---|---|---|
@@ -32,6 +34,7 @@ import dataclasses
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from zsseg_rt.options.registry import Registry
 from zsseg_rt.outputs.plan import OutputPlan
 
 from .sink_base import FrameSink, SinkError
@@ -320,7 +323,9 @@ ROBOT_OPTIONS = (
     ),
 )
 
-OUTPUT_KINDS: Tuple[OutputKind, ...] = (
+# The table: a Registry (zsseg_rt.options.registry; ``OUTPUT_KINDS.adding(row, first=True)`` puts a plugin's or a
+# test's kind in for a block, before the others: the first row whose parser takes a spec is its kind)
+OUTPUT_KINDS: Registry[OutputKind] = Registry("output kind", (
     OutputKind(
         "window", "-o", "display:// (a window)", lambda s: _lower(s) in _WINDOWS, _window, sources=EACH,
         words="display:// (a window; one per source)",
@@ -376,7 +381,7 @@ OUTPUT_KINDS: Tuple[OutputKind, ...] = (
         "in pixels from 0), what py-motmetrics and TrackEval read; several sources: put {source} in FILE. Put in "
         "place when the run has ended well",
     ),
-)  # fmt: skip
+))  # fmt: skip
 
 
 def kind_options(option: str = "", command: str = "") -> List[KindOption]:
@@ -449,7 +454,7 @@ def flag_help(name: str, before: str = "") -> str:
 
 def output_kind_named(name: str) -> Optional[OutputKind]:
     """The row called ``name``, or None."""
-    return next((kind for kind in OUTPUT_KINDS if kind.name == name), None)
+    return OUTPUT_KINDS.find(name)
 
 
 def wrote_line(output: Dict[str, Any], kind: Optional[str] = None) -> Optional[str]:

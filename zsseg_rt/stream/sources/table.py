@@ -1,7 +1,8 @@
 """The frame sources as one table: each row says how a user string is recognised (``parse``), what short name the
 source gets (``label``), and how its ``FrameSource`` is built (``build``) — or, for the kinds OpenCV captures, how the
 capture is opened (``capture``), checked (``check``) and set up (``configure``). ``parse_source`` tries the rows in
-order; a new kind is one module (its parser and reader) and one row in ``SOURCE_KINDS``.
+order; a new kind is one module (its parser and reader) and one row in ``SOURCE_KINDS`` (a
+``zsseg_rt.options.registry.Registry``: ``names()``, ``get(name)`` with the closest name, ``adding(row)``).
 
 | kind | spec | live | frames from |
 |---|---|---|---|
@@ -23,6 +24,8 @@ import os
 import re
 from typing import Iterable, List, Optional, Tuple
 
+from zsseg_rt.options.registry import Registry
+
 from . import csi, file, folder, gstreamer, network, v4l2
 from .base import FrameSource, OpenOptions, SourceError, SourceKind, SourceSpec
 from .opencv import OpenCVSource
@@ -40,15 +43,16 @@ __all__ = [
 ]
 
 
-SOURCE_KINDS: List[SourceKind] = [v4l2.ROW, csi.ROW, network.ROW, gstreamer.ROW, folder.ROW, file.ROW]
+# The table: a Registry (zsseg_rt.options.registry; ``SOURCE_KINDS.adding(row)`` puts a plugin's or a test's kind
+# in for a block: ``first=True`` before the others, whose parsers are tried in order)
+SOURCE_KINDS: Registry[SourceKind] = Registry(
+    "source kind", [v4l2.ROW, csi.ROW, network.ROW, gstreamer.ROW, folder.ROW, file.ROW], error=SourceError
+)
 
 
 def source_kind(name: str) -> SourceKind:
-    """The row named ``name``."""
-    for row in SOURCE_KINDS:
-        if row.name == name:
-            return row
-    raise SourceError(f"no source kind {name!r}: the kinds are {', '.join(row.name for row in SOURCE_KINDS)}")
+    """The row named ``name`` (SourceError: none, with the closest name or the kinds)."""
+    return SOURCE_KINDS.get(name)
 
 
 def parse_source(spec) -> SourceSpec:
