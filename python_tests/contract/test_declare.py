@@ -8,8 +8,9 @@ from zsseg_rt.contract.family import ModelFamily
 
 
 @pytest.fixture
-def empty_registry(monkeypatch):
-    monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
+def empty_registry():
+    with registry.FAMILIES.kept():  # what declare_family registers is gone after the test
+        yield
 
 
 def test_conventions_expand_to_the_full_references(empty_registry):
@@ -43,7 +44,7 @@ def test_conventions_expand_to_the_full_references(empty_registry):
         "create_myfam": "some.pkg.myfam.model:create_myfam",
         "MyConfig": "some.pkg.myfam.config:MyConfig",
     }
-    assert registry._FAMILIES["myfam"] is family
+    assert registry.FAMILIES.find("myfam") is family
 
 
 def test_given_references_win_and_nothing_native_or_official_is_invented(empty_registry):

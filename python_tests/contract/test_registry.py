@@ -104,17 +104,16 @@ def test_register_family_extends_registry():
     )
     from zsseg_rt.contract import registry
 
-    try:
+    with registry.FAMILIES.kept():
         register_family(entry)
         assert "zz_test_family" in families()
         register_family(entry)  # the same entry again is a no-op
         other = ModelFamily(
             name="zz_test_family", config_class="a:b", model_class="a:b", load_config="a:b", create="a:b"
         )
-        with pytest.raises(ValueError, match="already registered"):
+        with pytest.raises(ValueError, match="^model family 'zz_test_family' is already registered$"):
             register_family(other)
-    finally:
-        registry._FAMILIES.pop("zz_test_family", None)
+    assert "zz_test_family" not in families()
 
 
 def test_one_base_config_holds_the_shared_fields():

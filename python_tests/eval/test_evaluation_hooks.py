@@ -43,12 +43,10 @@ _NOT_BUILT = {"config_class": "a:b", "model_class": "a:b", "load_config": "a:b",
 
 
 def _registered(family: ModelFamily):
-    registry.register_family(family)
-    CALLS.clear()
-    try:
+    with registry.FAMILIES.kept():
+        registry.register_family(family)
+        CALLS.clear()
         yield family
-    finally:
-        registry._FAMILIES.pop(family.name, None)
 
 
 @pytest.fixture

@@ -34,11 +34,9 @@ def own_family():
         load_config="a:b",
         create="a:b",
     )
-    registry.register_family(family)
-    try:
+    with registry.FAMILIES.kept():
+        registry.register_family(family)
         yield family
-    finally:
-        registry._FAMILIES.pop("zz_own_protocol", None)
 
 
 def _parser() -> argparse.ArgumentParser:

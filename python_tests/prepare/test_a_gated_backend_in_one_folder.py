@@ -14,7 +14,7 @@ from support import VOCAB10
 
 from zsseg_rt.bundle import load_meta
 from zsseg_rt.runtime import Engine
-from zsseg_rt.runtime.backends import backend_row, register_backend
+from zsseg_rt.runtime.backends import backend_row
 from zsseg_rt.runtime.backends import table as backend_table
 from zsseg_rt.runtime.backends.cpu_auto import cpu_candidates, cpu_policy
 from zsseg_rt.runtime.precision_records import find_record, precision_root, record_dir
@@ -24,14 +24,13 @@ ROLES = ("image", "head", "text")
 
 
 @pytest.fixture
-def toy(monkeypatch):
+def toy():
     """The toy row registered (as a built-in row or an entry point would add it), removed afterwards."""
     pytest.importorskip("onnx", reason="the gate's reference opens the bundle's graphs with ONNX Runtime")
     from toybackend import ROW
 
-    monkeypatch.setattr(backend_table, "_EXTRA", dict(backend_table._EXTRA))
-    register_backend(ROW.name, ROW)
-    return ROW
+    with backend_table.BACKENDS.adding(ROW):
+        yield ROW
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import pytest
 from zsseg_rt.assets import SAMPLES_DIR
 from zsseg_rt.bundle import load_meta
 from zsseg_rt.runtime import Engine, upgrade
-from zsseg_rt.runtime.backends import register_backend
 from zsseg_rt.runtime.backends import table as backend_table
 from zsseg_rt.runtime.backends.cpu_auto import cpu_candidates
 from zsseg_rt.runtime.precision_records import PER_PHOTO_FIELD, SPEED_FIELD, VOCABULARIES_FIELD, write_record
@@ -28,10 +27,9 @@ def toy(monkeypatch):
 
     from zsseg_rt.runtime.backends import cpu_auto
 
-    monkeypatch.setattr(backend_table, "_EXTRA", dict(backend_table._EXTRA))
-    register_backend(ROW.name, ROW)
     monkeypatch.setattr(cpu_auto, "backend_rows", lambda: [ROW])  # the exact reference stays the table's
-    return ROW
+    with backend_table.BACKENDS.adding(ROW):
+        yield ROW
 
 
 def _finish_preparation(bundle: str) -> None:

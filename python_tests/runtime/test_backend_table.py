@@ -76,7 +76,7 @@ def toy_dist(tmp_path, monkeypatch):
     (info / "entry_points.txt").write_text("[zsseg_rt.backends]\ntoy = toy_zsseg_backend:ROW\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path
-    table._EXTRA.pop("toy", None)
+    table.BACKENDS.unregister("toy")
     sys.modules.pop("toy_zsseg_backend", None)
 
 
@@ -135,12 +135,10 @@ def test_a_row_is_refused_for_a_pipeline_whose_roles_it_does_not_open(toy_dist, 
         default_precision="fp32",
         roles=("image", "head", "text"),
     )
-    table.add_row(windowed_only)
-    try:
+    with table.BACKENDS.adding(windowed_only):
         with pytest.raises(ValueError, match="toy-windowed.*mask branch|does not open the mask branch"):
             Engine(two_stage_bundle, backend="toy-windowed")
-    finally:
-        table._EXTRA.pop("toy-windowed", None)
+    assert "toy-windowed" not in table.backend_names()
 
 
 def test_the_registration_of_0_1_still_works(tiny_bundle):
@@ -152,14 +150,12 @@ def test_the_registration_of_0_1_still_works(tiny_bundle):
         made.append(options)
         return OnnxRuntimeBackend(meta, "cpu")
 
-    register_backend("legacy-toy", factory)
-    try:
+    with table.BACKENDS.kept():
+        register_backend("legacy-toy", factory)
         engine = Engine(tiny_bundle, classes=["person", "sofa"], backend="legacy-toy")
         assert engine(np.zeros((40, 50, 3), np.uint8)).labels.shape == (40, 50) and made == [{}]
         assert "legacy-toy" in table.backend_names()
-    finally:
-        table._EXTRA.pop("legacy-toy", None)
-        table._LEGACY.pop("legacy-toy", None)
+    assert "legacy-toy" not in table.backend_names()
 
 
 def test_the_command_line_offers_the_table():

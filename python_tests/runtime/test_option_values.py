@@ -259,16 +259,14 @@ def open_reader(request):  # the toy backend's factory: it reads the toy row by 
     return OrtRunner(request.meta, request.roles, "cpu", request.threads, "fp32")
 
 
-def test_an_option_a_backend_reads_is_its_row_and_its_reader(tiny_bundle, monkeypatch):
+def test_an_option_a_backend_reads_is_its_row_and_its_reader(tiny_bundle):
     """The toy option of ``test_cli_engine_flags.test_a_toy_option_is_one_row``, read by a backend: one row (here
     ``ENGINE_OPTIONS.adding``) and the runner that reads it (``request.values.toy_level``); the pipelines, the
     backend selection and the request carry every option by name, so nothing between them changes. Its value is
     checked by its row before anything opens."""
     from zsseg_rt import Engine
-    from zsseg_rt.runtime.backends import BackendSpec, register_backend, table
+    from zsseg_rt.runtime.backends import BackendSpec, table
 
-    monkeypatch.setattr(table, "_EXTRA", dict(table._EXTRA))
-    monkeypatch.setattr(table, "_LEGACY", dict(table._LEGACY))
     row = BackendSpec(
         name="toy-reader",
         factory=f"{__name__}:open_reader",
@@ -278,9 +276,8 @@ def test_an_option_a_backend_reads_is_its_row_and_its_reader(tiny_bundle, monkey
         roles=("image", "head", "text"),
         summary="reads the toy option (a test's)",
     )
-    register_backend("toy-reader", row)
     toy = EngineOption("toy_level", 0, "int", "how much toy there is (a test's row)", flag="--toy-level", minimum=0)
-    with ENGINE_OPTIONS.adding(toy):
+    with table.BACKENDS.adding(row), ENGINE_OPTIONS.adding(toy):
         engine = Engine(tiny_bundle, classes=["a", "b"], backend="toy-reader", toy_level=3, threads=2)
         assert SEEN == {"toy_level": 3, "threads": 2} and engine.backend.name == "onnxruntime"
         Engine(tiny_bundle, classes=["a", "b"], backend="toy-reader")
@@ -308,28 +305,25 @@ def test_one_module_attr_resolver():
         assert "import_module" not in inspect.getsource(module), module.__name__
 
 
-def test_a_plugin_precision_is_one_of_the_precision_flags_choices(monkeypatch, capsys):
+def test_a_plugin_precision_is_one_of_the_precision_flags_choices(capsys):
     from zsseg_rt import cli
-    from zsseg_rt.runtime.backends import BackendSpec, register_backend, table
+    from zsseg_rt.runtime.backends import BackendSpec, table
 
-    monkeypatch.setattr(table, "_EXTRA", dict(table._EXTRA))
-    monkeypatch.setattr(table, "_LEGACY", dict(table._LEGACY))
-    register_backend(
-        "quarter",
-        BackendSpec(
-            name="quarter",
-            factory=f"{__name__}:open_reader",
-            devices=("cpu",),
-            precisions=("fp32", "q4"),
-            default_precision="fp32",
-            roles=("image", "head", "text"),
-            summary="a plugin with its own precision (a test's)",
-        ),
+    row = BackendSpec(
+        name="quarter",
+        factory=f"{__name__}:open_reader",
+        devices=("cpu",),
+        precisions=("fp32", "q4"),
+        default_precision="fp32",
+        roles=("image", "head", "text"),
+        summary="a plugin with its own precision (a test's)",
     )
-    assert "q4" in table.precision_names() and "quarter: fp32 (default), q4" in table.precision_help()
-    args = cli.build_parser().parse_args([*SEGMENT, "--backend", "quarter", "--precision", "q4"])
-    assert args.precision == "q4"
-    ENGINE_OPTIONS["precision"].check_value("q4")
+    with table.BACKENDS.adding(row):
+        assert "q4" in table.precision_names() and "quarter: fp32 (default), q4" in table.precision_help()
+        args = cli.build_parser().parse_args([*SEGMENT, "--backend", "quarter", "--precision", "q4"])
+        assert args.precision == "q4"
+        ENGINE_OPTIONS["precision"].check_value("q4")
+    assert "q4" not in table.precision_names()
 
 
 def test_tensorrt_refuses_a_gpu_it_would_not_run_on():
@@ -362,7 +356,7 @@ def test_no_module_attr_resolver_but_the_one():
 
     root = Path(zsseg_rt.__file__).parent
     # imports an entry point's module only (to register its families), no attribute resolved
-    allowed = {"aliases.py:resolve_reference", "contract/registry.py:discover"}
+    allowed = {"aliases.py:resolve_reference", "contract/registry.py:_import_entry"}
     found = []
     for path in sorted(root.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from zsseg_rt.contract.family import Family, ModelFamily
+from zsseg_rt.options.registry import Registry
 
 __all__ = [
+    "FAMILIES",
     "Family",
     "ModelFamily",
     "register_family",
@@ -51,10 +53,19 @@ __all__ = [
 ]
 
 
-_FAMILIES: Dict[str, Any] = {}
 _DISCOVERED = False
 _DISCOVERY_LOCK = threading.RLock()
 ENTRY_POINT_GROUP = "zsseg_rt.families"  # other distributions' families: module paths, imported by discover()
+
+
+def _import_entry(entry: Any) -> None:
+    """An entry point of :data:`ENTRY_POINT_GROUP` names a module: importing it registers its family."""
+    importlib.import_module(entry.value.partition(":")[0])
+
+
+# The families by name: a Registry (zsseg_rt.options.registry) filled by the family packages as they are imported
+# (register_family) and by the zsseg_rt.families entry points (discover()); a test's family: FAMILIES.adding(family)
+FAMILIES: Registry[Any] = Registry("model family", error=ValueError, group=ENTRY_POINT_GROUP, load=_import_entry)
 
 
 def register_family(family: Any, replace: bool = False) -> Any:
@@ -64,10 +75,7 @@ def register_family(family: Any, replace: bool = False) -> Any:
         raise TypeError(f"a model family must implement zsseg_rt.contract.family.Family, got {type(family).__name__}")
     if not family.name or family.name != family.name.strip():
         raise ValueError(f"family name must be a non-empty word, got {family.name!r}")
-    if family.name in _FAMILIES and not replace and _FAMILIES[family.name] != family:
-        raise ValueError(f"model family {family.name!r} is already registered")
-    _FAMILIES[family.name] = family
-    return family
+    return FAMILIES.register(family, replace=replace)
 
 
 FAMILIES_PACKAGE = "zsseg_rt.models"  # the built-in family plugins: each subpackage registers one family
@@ -95,35 +103,29 @@ def discover() -> None:
             return
         for package in sorted(_family_packages()):
             importlib.import_module(package)
-        from importlib.metadata import entry_points
-
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
-            importlib.import_module(entry.value.partition(":")[0])
+        FAMILIES.load_all()
         _DISCOVERED = True
 
 
 def families() -> List[str]:
     """Registered family names, by their ``order`` (then registration order)."""
     discover()
-    position = {name: i for i, name in enumerate(_FAMILIES)}
-    return sorted(_FAMILIES, key=lambda name: (_FAMILIES[name].order, position[name]))
+    rows = list(FAMILIES)
+    return [family.name for _, family in sorted(enumerate(rows), key=lambda item: (item[1].order, item[0]))]
 
 
 def get_family(name: str) -> Any:
-    """The registry entry of family ``name`` (clear error naming the known ones)."""
+    """The registry entry of family ``name`` (ValueError in one line: the closest name, or the known ones)."""
     discover()
-    try:
-        return _FAMILIES[name]
-    except KeyError:
-        raise ValueError(f"unknown model family {name!r}; registered: {families()}") from None
+    return FAMILIES.get(name)
 
 
 def default_family() -> Any:
     """The family of configs and native checkpoints that name none (they were written before families existed)."""
-    defaults = [name for name in families() if _FAMILIES[name].default]
+    defaults = [name for name in families() if FAMILIES[name].default]
     if len(defaults) != 1:
         raise RuntimeError(f"exactly one registered model family must be the default one, found {defaults}")
-    return _FAMILIES[defaults[0]]
+    return FAMILIES[defaults[0]]
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: DEFAULT_FAMILY is the default family's name
@@ -153,8 +155,8 @@ def family_of_object(obj: Any) -> Any:
 def family_of_format(fmt: str) -> Any:
     """The family whose native checkpoints have format ``fmt`` (``config.json`` ``"format"``); None if unknown."""
     for name in families():
-        if any(str(fmt).startswith(prefix) for prefix in _FAMILIES[name].checkpoints.formats):
-            return _FAMILIES[name]
+        if any(str(fmt).startswith(prefix) for prefix in FAMILIES[name].checkpoints.formats):
+            return FAMILIES[name]
     return None
 
 
@@ -162,16 +164,16 @@ def official_family(keys: Iterable[str]) -> Optional[Any]:
     """The family claiming an official checkpoint by its tensor names (``module.`` prefix removed), else None."""
     keys = list(keys)
     for name in families():
-        if _FAMILIES[name].checkpoints.is_official(keys):
-            return _FAMILIES[name]
+        if FAMILIES[name].checkpoints.is_official(keys):
+            return FAMILIES[name]
     return None
 
 
 def protocol_family(protocol: str) -> Any:
     """The family that implements evaluation protocol ``protocol`` (named in a bundle's meta.json)."""
     for name in families():
-        if _FAMILIES[name].evaluation.protocol == protocol:
-            return _FAMILIES[name]
+        if FAMILIES[name].evaluation.protocol == protocol:
+            return FAMILIES[name]
     raise ValueError(f"no registered model family implements the evaluation protocol {protocol!r}")
 
 

@@ -7,7 +7,7 @@ order, each with a ``name``.
 * ``get(name)`` returns one, loading an entry point of that name on first use, or raises a one-line error
   ``unknown output kind 'vidoe': did you mean 'video'?`` (the registry's ``error`` class: KeyError by default);
 * ``adding(row)`` is a context manager that holds the row in the table while in the block (a test's toy row, never a
-  monkeypatched tuple);
+  monkeypatched tuple); ``kept()`` puts the table back as it was after a block that registered rows;
 * ``group``: the ``importlib.metadata`` entry-point group of other distributions' rows (``zsseg_rt.backends``,
   ``zsseg_rt.families``); ``load(entry)`` registers what one names (default: ``entry.load()`` is the row).
 
@@ -77,7 +77,7 @@ class Registry(typing.Generic[T]):
         change); ``first``: before every other row. Returns ``row`` (a decorator's use)."""
         name = row.name
         if name in self._rows and not replace and self._rows[name] != row:
-            raise ValueError(f"{self.what} {name!r} is registered already")
+            raise ValueError(f"{self.what} {name!r} is already registered")
         if first:
             self._rows = {name: row, **{key: value for key, value in self._rows.items() if key != name}}
         else:
@@ -85,19 +85,26 @@ class Registry(typing.Generic[T]):
         return row
 
     def unregister(self, name: str) -> Optional[T]:
-        """Take the row ``name`` out (None: there was none)."""
+        """Take the row ``name`` out (None: there was none); an entry point of that name may be loaded again."""
+        self._loaded.discard(name)
         return self._rows.pop(name, None)
 
     @contextlib.contextmanager
     def adding(self, row: T, *, first: bool = False) -> Iterator[T]:
         """The table with ``row`` while in the block (a name another row has is refused: ``register``), as it was
         before after it."""
-        before = dict(self._rows)
-        self.register(row, first=first)
+        with self.kept():
+            yield self.register(row, first=first)
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator["Registry[T]"]:
+        """The table as it is now again after the block, whatever was registered in it (a test of a registering
+        function: ``register_backend``, ``register_family``)."""
+        before, loaded = dict(self._rows), set(self._loaded)
         try:
-            yield row
+            yield self
         finally:
-            self._rows = before
+            self._rows, self._loaded = before, loaded
 
     # ---- reading ----------------------------------------------------------------------------------------------
     def names(self) -> List[str]:

@@ -7,20 +7,24 @@ own (only they, and this package, may spell its name: ``python_tests/test_archit
 
 Other backends join the table through the ``zsseg_rt.backends`` entry points of installed distributions (an entry
 point names a :class:`BackendSpec`, or, as before, a factory ``factory(meta, device=..., model=..., **options)``),
-or :func:`zsseg_rt.runtime.backends.register_backend` at run time. Importing this module imports neither torch nor
+or :func:`zsseg_rt.runtime.backends.register_backend` at run time: every row is one of :data:`BACKENDS`, a
+``zsseg_rt.options.registry.Registry`` (``names()``, ``get(name)`` with the closest name, ``adding(row)`` for a
+block). Importing this module imports neither torch nor
 any runtime library.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 from zsseg_rt.aliases import resolve_reference
+from zsseg_rt.options.registry import Registry
 
 __all__ = [
     "AUTO",
     "BACKEND_ENTRY_POINTS",
+    "BACKENDS",
     "BUILTIN_BACKENDS",
     "BackendSpec",
     "REFERENCE_BACKEND",
@@ -167,18 +171,38 @@ _ROWS: Tuple[BackendSpec, ...] = (
     ),
 )
 BUILTIN_BACKENDS: Tuple[str, ...] = tuple(row.name for row in _ROWS)
-_EXTRA: Dict[str, BackendSpec] = {}  # rows from register_backend and loaded entry points
-_LEGACY: Dict[str, Callable[..., Any]] = {}  # name -> a factory of the 0.1 registration (meta, device=, model=, ...)
+
+
+@dataclass(frozen=True)
+class LegacyBackendSpec(BackendSpec):
+    """The row of a backend registered the 0.1 way: ``legacy`` is its factory ``factory(meta, device=...,
+    model=..., **options)`` (a callable, not a ``"module:attr"``: it may be a test's local function)."""
+
+    legacy: Optional[Callable[..., Any]] = field(default=None, compare=False)
 
 
 # the object a row's ``"module:attr"`` reference names (imported now): the package's one resolver
 load_reference = resolve_reference
 
 
-def _entry_points() -> List[Any]:
-    from importlib.metadata import entry_points
+def _load_entry(entry: Any) -> None:
+    """Register the backend an entry point of :data:`BACKEND_ENTRY_POINTS` names (a row, or a 0.1 factory)."""
+    try:
+        target = entry.load()
+    except ImportError as exc:
+        raise ImportError(
+            f"the {entry.name} backend (entry point {entry.value}) cannot be imported here ({exc}): install what it "
+            "needs, or use another backend"
+        ) from exc
+    add_target(entry.name, target, f"entry point {entry.name!r}")
 
-    return [entry for entry in entry_points(group=BACKEND_ENTRY_POINTS) if entry.name not in BUILTIN_BACKENDS]
+
+# The table: a Registry (zsseg_rt.options.registry) of the built-in rows, then those of register_backend and of
+# the zsseg_rt.backends entry points (loaded when asked for by name, or when every row is listed); a test's row:
+# ``BACKENDS.adding(row)``
+BACKENDS: Registry[BackendSpec] = Registry(
+    "backend", _ROWS, error=ValueError, group=BACKEND_ENTRY_POINTS, load=_load_entry
+)
 
 
 def add_row(row: BackendSpec, legacy_factory: Optional[Callable[..., Any]] = None) -> None:
@@ -186,17 +210,16 @@ def add_row(row: BackendSpec, legacy_factory: Optional[Callable[..., Any]] = Non
     callable of a backend registered the 0.1 way (``factory(meta, device=..., model=..., **options)``)."""
     if row.name in BUILTIN_BACKENDS or row.name == AUTO:
         raise ValueError(f"backend name {row.name!r} is built in")
-    _EXTRA[row.name] = row
     if legacy_factory is not None:
-        _LEGACY[row.name] = legacy_factory
-    else:
-        _LEGACY.pop(row.name, None)
+        fields = {name: getattr(row, name) for name in BackendSpec.__dataclass_fields__}
+        row = LegacyBackendSpec(**fields, legacy=legacy_factory)
+    BACKENDS.register(row, replace=True)
 
 
 def row_factory(row: BackendSpec) -> Tuple[Callable[..., Any], bool]:
     """``(factory, legacy)``: the row's factory (imported now) and whether it takes the 0.1 calling convention."""
-    if row.name in _LEGACY:
-        return _LEGACY[row.name], True
+    if isinstance(row, LegacyBackendSpec) and row.legacy is not None:
+        return row.legacy, True
     return load_reference(row.factory), False
 
 
@@ -219,25 +242,10 @@ def backend_row(name: str) -> BackendSpec:
     """The row of backend ``name``: built in, registered, or an entry point (loaded now).
 
     Raises:
-        ValueError: no such backend (the known names listed); ImportError: its entry point cannot be imported here.
+        ValueError: no such backend (the closest name, or the known ones); ImportError: its entry point cannot be
+        imported here.
     """
-    for row in _ROWS:
-        if row.name == name:
-            return row
-    if name in _EXTRA:
-        return _EXTRA[name]
-    found = [entry for entry in _entry_points() if entry.name == name]
-    if not found:
-        raise ValueError(f"backend must be one of {backend_names()}, got {name!r}")
-    try:
-        target = found[0].load()
-    except ImportError as exc:
-        raise ImportError(
-            f"the {name} backend (entry point {found[0].value}) cannot be imported here ({exc}): install what it "
-            "needs, or use another backend"
-        ) from exc
-    add_target(name, target, f"entry point {name!r}")
-    return _EXTRA[name]
+    return BACKENDS.get(name)
 
 
 def add_target(name: str, target: Any, what: str) -> None:
@@ -261,25 +269,21 @@ def check_precision(name: str, precision: str, hint: str = "") -> None:
 
 
 def backend_rows() -> List[BackendSpec]:
-    """Every row: built in, then registered and installed ones (entry points loaded now)."""
-    rows = list(_ROWS)
-    for entry in _entry_points():
-        try:
-            backend_row(entry.name)
-        except (ImportError, ValueError):
-            continue  # listed by name (backend_names), refused with its reason when asked for
-    rows += [row for name, row in sorted(_EXTRA.items())]
-    return rows
+    """Every row: built in, then registered and installed ones by name (entry points loaded now; one that cannot
+    be loaded is listed by name, ``backend_names``, and refused with its reason when asked for)."""
+    BACKENDS.load_all(skip=(ImportError, ValueError))
+    return list(_ROWS) + sorted((row for row in BACKENDS if row.name not in BUILTIN_BACKENDS), key=_name)
 
 
 def backend_names(auto: bool = True) -> List[str]:
     """Every backend name, without importing any backend: "auto" first (unless ``auto=False``), the built-in rows,
     then registered ones and the names of installed entry points."""
-    names = ([AUTO] if auto else []) + list(BUILTIN_BACKENDS)
-    for name in sorted(set(_EXTRA) | {entry.name for entry in _entry_points()}):
-        if name not in names:
-            names.append(name)
-    return names
+    others = sorted(name for name in BACKENDS.names() if name not in BUILTIN_BACKENDS)
+    return ([AUTO] if auto else []) + list(BUILTIN_BACKENDS) + others
+
+
+def _name(row: BackendSpec) -> str:
+    return row.name
 
 
 def precision_names(auto: bool = True) -> List[str]:
