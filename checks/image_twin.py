@@ -48,13 +48,14 @@ IMAGE_PYTHON = "3.12"  # the image's CPython 3.12.3 (every record's machine.pyth
 # What the stages import and the stage does not carry (tools/gpu_check.sh installs only what the machine lacks), each
 # at the image's version: the pip freeze every record's logs carry (logs/pip_freeze.txt, since 7f842ed), of the
 # latest record in docs/gpu_runs/ that has one (issue 86 item 1: the twin had tqdm, pillow, filelock, hypothesis,
-# tokenizers and timm at the project's pins, not the image's). A package the freeze lacks (an older record): the
+# tokenizers and timm at the project's pins, not the image's; matplotlib, which zsseg profile needs, was missing). A
+# package the freeze lacks (an older record): the
 # project's pin (requirements.txt), said in ``image_versions``' source column.
 RECORDS = REPO / "docs" / "gpu_runs"
 FREEZE_MEMBER = "logs/pip_freeze.txt"
 TWIN_PACKAGES = ("numpy", "opencv-python-headless", "onnxruntime", "onnx", "scipy", "pytest", "pytest-xdist",
                  "tokenizers", "pillow", "tqdm", "hypothesis", "filelock", "execnet", "safetensors", "regex",
-                 "huggingface-hub", "pyyaml", "onnxscript")  # fmt: skip
+                 "huggingface-hub", "pyyaml", "onnxscript", "matplotlib")  # fmt: skip
 UNPINNED = {"regex": "regex", "huggingface-hub": "huggingface-hub", "pyyaml": "pyyaml"}  # not pinned there
 # Installed without their dependencies (they would pull torch): on the image they import torch, here they fail to
 NO_DEPS_PACKAGES = ("timm",)

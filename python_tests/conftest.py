@@ -52,30 +52,6 @@ def pytest_addoption(parser):
     )
 
 
-# The longest tests of a full run (its --durations table), started first: pytest-xdist's loadgroup scheduler hands
-# the workers one work unit at a time in collection order, so a long test collected last runs alone at the end while
-# the other cores idle (a fresh-clone CI run: the docs snippets, ~150 s, ended the run). Longest first is the classic
-# list schedule; only the order changes, never what runs. A prefix that matches nothing costs nothing.
-LONGEST_FIRST = (
-    "python_tests/test_doc_snippets.py::test_snippets_run_as_written[docs/usage.md]",
-    "python_tests/export/test_fullsize.py::",
-    # one xdist_group (one Ray cluster): minutes of tests on one worker, the tail of a run when handed out late
-    "python_tests/scale/",
-    "python_tests/test_doc_snippets.py::",
-    "python_tests/export/test_numeric_bounds.py::test_golden_bundle_verifies_on_an_emulated_avx2_machine",
-    "python_tests/test_every_family_bundle.py::",
-    "python_tests/test_gpu_rehearsal.py::",
-    "python_tests/runtime/test_batched_call.py::test_two_stage_batched_call_equals_per_image_calls",
-    "python_tests/test_benchmark_cpu_default.py::",
-    "python_tests/test_benchmark_cpu.py::test_quick_run_renders_every_section",
-    # the --fake-cuda session's (python_tests/train, python_tests/models, python_tests/eval)
-    "python_tests/models/zegformer/test_zegformer_training.py::test_tiny_zegformer_learns_seen_classes",
-    "python_tests/models/training_free/test_training_free_whole_engine.py::",
-    "python_tests/models/training_free/test_scclip.py::",
-    "python_tests/train/test_amp_training.py::",
-)
-
-
 def _xdist_groups_in_test_ids(config, items) -> None:
     """``--dist loadgroup``: the ``xdist_group`` of a test in its id (``...::test@group``), which is what
     pytest-xdist's scheduler reads. pytest-xdist 3.8's worker writes it into ``item._nodeid``, which pytest 9.2 no
@@ -120,23 +96,10 @@ def _set_node_id(item, nodeid: str) -> None:
         item._id = parse(nodeid)
 
 
-def _longest_first(items) -> None:
-    first = stage_order.first_prefixes()  # a stage's must-runs ($ZSSEG_TESTS_FIRST) before even the longest
-
-    def rank(item) -> int:
-        nodeid = item.nodeid if item.nodeid.startswith("python_tests/") else "python_tests/" + item.nodeid
-        must = stage_order.first_rank(nodeid, first)
-        if must is not None:
-            return must - len(first)
-        return next((i for i, prefix in enumerate(LONGEST_FIRST) if nodeid.startswith(prefix)), len(LONGEST_FIRST))
-
-    items[:] = sorted(items, key=rank)  # stable: the rest keeps pytest's order
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     _xdist_groups_in_test_ids(config, items)
-    _longest_first(items)
+    stage_order.longest_first(items)
     if not config.getoption("--fake-cuda"):
         return
     from fake_cuda import GUARDED_DIRS

@@ -26,7 +26,7 @@ from typing import List, Optional
 
 import pytest
 
-__all__ = ["DEADLINE_ENV", "FIRST_ENV", "NOT_SANITIZED", "first_prefixes", "register"]
+__all__ = ["DEADLINE_ENV", "FIRST_ENV", "LONGEST_FIRST", "NOT_SANITIZED", "first_prefixes", "longest_first", "register"]
 
 FIRST_ENV = "ZSSEG_TESTS_FIRST"
 DEADLINE_ENV = "ZSSEG_TEST_DEADLINE"
@@ -64,6 +64,46 @@ def deadline() -> Optional[float]:
         return float(text)
     except ValueError:
         raise pytest.UsageError(f"{DEADLINE_ENV}: expected seconds since the epoch, got {text!r}") from None
+
+
+# The longest tests of a full run (its --durations table), started first: pytest-xdist's loadgroup scheduler hands
+# the workers one work unit at a time in collection order, so a long test collected last runs alone at the end while
+# the other cores idle (a fresh-clone CI run: the docs snippets, ~150 s, ended the run). Longest first is the classic
+# list schedule; only the order changes, never what runs. A prefix that matches nothing costs nothing.
+LONGEST_FIRST = (
+    "python_tests/test_doc_snippets.py::test_snippets_run_as_written[docs/usage.md]",
+    "python_tests/export/test_fullsize.py::",
+    # one xdist_group (one Ray cluster): minutes of tests on one worker, the tail of a run when handed out late
+    "python_tests/scale/",
+    "python_tests/test_doc_snippets.py::",
+    "python_tests/export/test_numeric_bounds.py::test_golden_bundle_verifies_on_an_emulated_avx2_machine",
+    "python_tests/test_every_family_bundle.py::",
+    "python_tests/test_gpu_rehearsal.py::",
+    "python_tests/runtime/test_batched_call.py::test_two_stage_batched_call_equals_per_image_calls",
+    "python_tests/test_benchmark_cpu_default.py::",
+    "python_tests/test_benchmark_cpu.py::test_quick_run_renders_every_section",
+    # the --fake-cuda session's (python_tests/train, python_tests/models, python_tests/eval)
+    "python_tests/models/zegformer/test_zegformer_training.py::test_tiny_zegformer_learns_seen_classes",
+    "python_tests/models/training_free/test_training_free_whole_engine.py::",
+    "python_tests/models/training_free/test_scclip.py::",
+    "python_tests/train/test_amp_training.py::",
+)
+
+
+def longest_first(items) -> None:
+    """The session's order (conftest.py's collection hook): the must-runs of ``$ZSSEG_TESTS_FIRST`` in their order,
+    then LONGEST_FIRST's prefixes in theirs, then the rest in pytest's order (a stable sort: only the order changes,
+    never what runs)."""
+    first = first_prefixes()
+
+    def rank(item) -> int:
+        nodeid = item.nodeid if item.nodeid.startswith("python_tests/") else "python_tests/" + item.nodeid
+        must = first_rank(nodeid, first)
+        if must is not None:
+            return must - len(first)
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+    items[:] = sorted(items, key=rank)
 
 
 @pytest.hookimpl(tryfirst=True)

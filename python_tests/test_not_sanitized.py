@@ -12,7 +12,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import List
 
-import conftest
 import pytest
 import stage_order
 
@@ -146,11 +145,11 @@ def test_the_must_runs_go_first_in_the_order_given(monkeypatch):
         "python_tests/ops/test_a.py::test_2",
     ]
     items = [SimpleNamespace(nodeid=i) for i in ids]
-    conftest._longest_first(items)
+    stage_order.longest_first(items)
     assert [i.nodeid for i in items] == [ids[3], ids[0], ids[4], ids[1], ids[2]]
     monkeypatch.delenv(stage_order.FIRST_ENV)
     items = [SimpleNamespace(nodeid=i) for i in ids]
-    conftest._longest_first(items)
+    stage_order.longest_first(items)
     assert [i.nodeid for i in items] == [ids[1], ids[0], ids[2], ids[3], ids[4]]  # unset: as before
 
 
