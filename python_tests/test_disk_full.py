@@ -164,7 +164,8 @@ def test_segment_stops_at_the_first_write_the_disk_refuses(tiny_bundle, tmp_path
     real_replace, refused = os.replace, []
 
     def full_disk(source, target, *args, **kwargs):  # the disk takes the class map and the first image's outputs
-        taken = (str(out / "img0"), str(out / "classes.json"))  # (the map first since issue 75, E6), then nothing
+        taken = (str(out / "img0"), str(out / "classes.json"), str(out / ".zsseg-meaning.json"))  # (the map and its
+        # record first since issue 75, E6), then nothing
         if str(target).startswith(str(out)) and not str(target).startswith(taken):
             refused.append(target)
             raise OSError(28, os.strerror(28))

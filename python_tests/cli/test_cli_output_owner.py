@@ -163,7 +163,7 @@ def test_a_second_segment_run_on_a_running_runs_folder_is_refused_and_a_killed_o
         connection.close()
         log = _ended(process, err)
     assert process.returncode == 0, log
-    assert sorted(os.listdir(out)) == ["classes.json", "p_overlay.png"]
+    assert sorted(os.listdir(out)) == [".zsseg-meaning.json", "classes.json", "p_overlay.png"]
     with held_at("segment:outputs-claimed", ["segment", *argv, "--overwrite"]) as (process, _, _err):
         process.kill()
         assert process.wait(timeout=60) == -9
@@ -171,4 +171,4 @@ def test_a_second_segment_run_on_a_running_runs_folder_is_refused_and_a_killed_o
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     said = f"zsseg segment: note: -o {out}: its owner lock ({out / '.zsseg-owner'}) was left by process {process.pid}"
     assert any(line.startswith(said) for line in lines), lines
-    assert sorted(os.listdir(out)) == ["classes.json", "p_overlay.png"]
+    assert sorted(os.listdir(out)) == [".zsseg-meaning.json", "classes.json", "p_overlay.png"]

@@ -67,7 +67,8 @@ def test_same_names_in_two_folders_give_two_overlays(tmp_path, tiny_bundle, caps
     assert cv2.imread(summary[0]["overlay"]).shape == (20, 30, 3)  # each overlay is its own image's
     assert cv2.imread(summary[1]["overlay"]).shape == (26, 18, 3)
     assert sorted(os.listdir(out)) == sorted(
-        ["classes.json"] + [f"img{n}_{kind}.png" for n in ("", "_2") for kind in ("overlay", "mask", "labels")]
+        [".zsseg-meaning.json", "classes.json"]
+        + [f"img{n}_{kind}.png" for n in ("", "_2") for kind in ("overlay", "mask", "labels")]
     )
 
 
@@ -88,7 +89,7 @@ def test_unreadable_images_are_reported_and_skipped(tmp_path, tiny_bundle, capsy
     assert "overlay" in summary[0] and "overlay" in summary[3]
     assert "not an image" in summary[1]["error"]
     assert "40000x40000" in summary[2]["error"] and "--max-pixels" in summary[2]["error"]
-    assert sorted(os.listdir(out)) == ["a_overlay.png", "classes.json", "e_overlay.png"]
+    assert sorted(os.listdir(out)) == [".zsseg-meaning.json", "a_overlay.png", "classes.json", "e_overlay.png"]
     assert captured.err.count("skipped") == 2 and "2 of 4 images failed" in captured.err
     # a path that does not exist is refused before the model loads (F17; it was a skipped image after it):
     # python_tests/cli/test_cli_segment_inputs.py
@@ -224,7 +225,7 @@ def test_existing_outputs_are_never_replaced_silently(tmp_path, tiny_bundle, cap
         [photo, "--bundle", tiny_bundle, "--classes", "x,y,z", "-o", str(tmp_path / "out"), "--visualize", "mask"],
         capsys,
     )
-    assert code == 1 and "another vocabulary" in out.err  # classes.json of the earlier run stays true
+    assert code == 1 and "label values would mean different things in one folder" in out.err  # classes.json stays
 
 
 def test_overwrite_with_another_vocabulary_leaves_no_label_maps_of_the_earlier_one(tmp_path, tiny_bundle, capsys):
@@ -241,13 +242,61 @@ def test_overwrite_with_another_vocabulary_leaves_no_label_maps_of_the_earlier_o
     code, captured = _segment([str(photos), "--classes", "x,y,z", *base, "--overwrite"], capsys)
     assert code == 1, captured
     assert (
-        f"-o {str(out)!r} holds label maps or views of a run with another vocabulary ('p001_labels.png' and 5 more) "
-        "that this run does not write over: they would stay beside a classes.json naming other classes"
+        f"-o {str(out)!r} holds label maps or views made with the classes ['a', 'b'], but this run has the classes "
+        "['x', 'y', 'z']: label values would mean different things in one folder (its classes.json describes the "
+        "earlier ones: 'p001_labels.png' and 5 more). Use another -o, or move them away first (--overwrite replaces "
+        "this run's own files only)"
     ) in captured.err, captured.err
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # nothing written, nothing removed
     assert _segment([*first, "--classes", "x,y,z", *base, "--overwrite"], capsys)[0] == 0
     assert json.loads((out / "classes.json").read_text()) == {"0": "x", "1": "y", "2": "z"}
     assert sorted(path.name for path in out.iterdir()) == sorted(before)
+
+
+def test_overwrite_with_another_bundle_and_the_same_classes_is_refused(tmp_path, tiny_bundle, random_bundle, capsys):
+    """Issue 87, L6 (G49): `-o V --overwrite` with another bundle and the same classes, over one of two images, was
+    accepted: V held b_labels.png of one model beside a_labels.png of the other, without a word. The bundle's digest
+    is recorded with the classes (V/.zsseg-meaning.json, beside classes.json) and the mix refused in batch's words,
+    V unchanged; a run that writes over every earlier file goes on and records its bundle."""
+    from zsseg_rt.bundle import bundle_digest
+
+    images = [_image(tmp_path / f"{name}.png", 20, 24, seed=k) for k, name in enumerate("ab")]
+    out = tmp_path / "V"
+    base = ["--bundle", tiny_bundle, "--classes", "a,b", "--save-labels", "-o", str(out)]
+    assert _segment([*images, *base], capsys)[0] == 0
+    first, other = bundle_digest(tiny_bundle), bundle_digest(random_bundle)
+    assert json.loads((out / ".zsseg-meaning.json").read_text())["bundle_digest"] == first
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    other_argv = [*base[:1], random_bundle, *base[2:], "--overwrite"]
+    code, captured = _segment([images[0], *other_argv], capsys)
+    assert code == 1, captured
+    assert [line for line in captured.err.splitlines() if "RANDOM WEIGHTS" not in line] == [  # (its banner's note)
+        f"zsseg segment: error: -o {str(out)!r} holds label maps or views made with the bundle {first}, but this run "
+        f"has the bundle {other}: label values would mean different things in one folder (its classes.json describes "
+        "the earlier ones: 'b_labels.png' and 2 more). Use another -o, or move them away first (--overwrite "
+        "replaces this run's own files only)"
+    ]
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # nothing written, nothing removed
+    assert _segment([*images, *other_argv], capsys)[0] == 0  # every earlier file written over: one model's maps
+    assert json.loads((out / ".zsseg-meaning.json").read_text())["bundle_digest"] == other
+    assert json.loads((out / "classes.json").read_text()) == {"0": "a", "1": "b"}  # the documented class map
+
+
+def test_a_folder_of_an_earlier_version_keeps_its_class_map(tmp_path, tiny_bundle, random_bundle, capsys):
+    """A folder written before the whole record existed (classes.json only): its class map is its record, the bundle
+    and threshold unrecorded (not compared); another vocabulary is still refused."""
+    images = [_image(tmp_path / f"{name}.png", 20, 24, seed=k) for k, name in enumerate("ab")]
+    out = tmp_path / "V"
+    base = ["--classes", "a,b", "--save-labels", "-o", str(out)]
+    assert _segment([*images, "--bundle", tiny_bundle, *base], capsys)[0] == 0
+    os.unlink(out / ".zsseg-meaning.json")
+    argv = [images[0], "--bundle", random_bundle, *base, "--overwrite"]
+    assert _segment(argv, capsys)[0] == 0
+    assert not (out / ".zsseg-meaning.json").exists()  # the older record stays as it was: never made to disagree
+    code, captured = _segment(
+        [images[0], "--bundle", tiny_bundle, "--classes", "a,c", *base[2:], "--overwrite"], capsys
+    )
+    assert code == 1 and "made with the classes ['a', 'b'], but this run has the classes ['a', 'c']" in captured.err
 
 
 def test_labels_masks_class_map_and_views(tmp_path, tiny_bundle, capsys):

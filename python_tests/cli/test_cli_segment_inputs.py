@@ -48,7 +48,7 @@ def test_a_recursive_glob_through_a_symlink_loop_ends(tmp_path, tiny_bundle, cap
     assert expand_glob("d/**/*.png") == ["d/loop/one.png", "d/two.png"]
     code, out, err = _segment(capsys, "d/loop/**/*.png", "--bundle", tiny_bundle, "--classes", "a,b", "-o", "out")
     assert code == 0, err
-    assert sorted(os.listdir("out")) == ["classes.json", "one_overlay.png", "two_overlay.png"]
+    assert sorted(os.listdir("out")) == [".zsseg-meaning.json", "classes.json", "one_overlay.png", "two_overlay.png"]
 
 
 @pytest.mark.time_bound(60)
@@ -111,7 +111,9 @@ def test_a_video_file_is_segmented_frame_by_frame_with_a_photos_outputs(tmp_path
     assert any("clip.avi is a video: each of its frames is segmented" in line for line in err), err
     names = sorted(os.listdir(out))
     frames = [f"clip_{i:06d}_{view}.png" for i in range(4) for view in ("labels", "mask", "overlay")]
-    assert names == sorted(frames + ["classes.json", "p_labels.png", "p_mask.png", "p_overlay.png"]), names
+    assert names == sorted(
+        frames + [".zsseg-meaning.json", "classes.json", "p_labels.png", "p_mask.png", "p_overlay.png"]
+    )
     summaries = json.loads(stdout)
     assert [(s["image"], s.get("frame")) for s in summaries] == [(clip, i) for i in range(4)] + [(photo, None)]
     engine = Engine(tiny_bundle, classes="a,b", backend="onnxruntime")
@@ -182,7 +184,13 @@ def test_a_stopped_run_keeps_the_class_map_of_its_label_maps(tmp_path, tiny_bund
     argv = ["segment", *images, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(out), "--save-labels"]
     assert cli.main([*argv, "--backend", "onnxruntime"]) == (130 if stop == "signal" else 1)
     capsys.readouterr()
-    assert sorted(os.listdir(out)) == ["classes.json", "img0_labels.png", "img0_mask.png", "img0_overlay.png"]
+    assert sorted(os.listdir(out)) == [
+        ".zsseg-meaning.json",
+        "classes.json",
+        "img0_labels.png",
+        "img0_mask.png",
+        "img0_overlay.png",
+    ]
     assert json.loads((out / "classes.json").read_text()) == {"0": "a", "1": "b"}
 
 

@@ -81,7 +81,12 @@ def test_segment_refuses_an_output_that_is_or_lies_in_its_input_folder(tmp_path,
     )
     assert _tree(photos) == before
     assert cli.main([*run, "-o", str(tmp_path / "out")]) == 0
-    assert sorted(os.listdir(tmp_path / "out")) == ["a_overlay.png", "b_overlay.png", "classes.json"]
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        ".zsseg-meaning.json",
+        "a_overlay.png",
+        "b_overlay.png",
+        "classes.json",
+    ]
 
 
 def test_batch_refuses_an_output_inside_its_input_before_ray(tmp_path, photos, tiny_bundle, capsys):

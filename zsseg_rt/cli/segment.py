@@ -33,11 +33,13 @@ from zsseg_rt.cli.segment_inputs import (
     refuse_special_files,
     release,
     video_frames,
+    views_left,
 )
 from zsseg_rt.console.arguments import add_engine_arguments, engine_kwargs
 from zsseg_rt.console.errors import CliError, format_error, refuse_stdout
 from zsseg_rt.input_files import expand_glob
-from zsseg_rt.io_safety import OutputWriteError, atomic_write_text
+from zsseg_rt.io_safety import OutputWriteError
+from zsseg_rt.outputs.meaning import CLASS_MAP, LabelMeaning, SegmentRecord
 from zsseg_rt.outputs.owner import FOLDER_LOCK
 from zsseg_rt.outputs.plan import check_free_space
 
@@ -55,7 +57,6 @@ __all__ = [
 
 VIEWS = ("overlay", "mask")  # --visualize (jetson-inference's names); the label ids are --save-labels
 RUNS_DIR = os.path.join("runs", "segment")
-CLASS_MAP = "classes.json"
 MULTI_FRAME_EXTENSIONS = (".gif", ".webp", ".png", ".apng", ".tif", ".tiff")  # an image that may hold frames (E14)
 VIDEO = "video"  # plan_outputs: the files of a video input are NAME_000042_KIND.png, one per frame and kind
 WRITABLE_EXTENSIONS = ".png, .jpg, .bmp, .tif, .webp"
@@ -217,14 +218,14 @@ def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool, owner=None
         targets[0] if single else plan["directory"],
         targets,
         found=found,
-        others=[plan["class_map"]],
+        others=SegmentRecord.files(plan["class_map"]),
         instead=f"leave out -o to write into a new numbered folder under {RUNS_DIR}",
         folder=not single,
         owner=owner,
     )
     try:
         checks.check()
-        for directory in sorted({os.path.dirname(os.path.abspath(path)) for path in targets + [plan["class_map"]]}):
+        for directory in sorted({os.path.dirname(os.path.abspath(path)) for path in [*targets, plan["class_map"]]}):
             _make_directory(directory)
         checks.prepare(say=lambda line: print(f"zsseg segment: note: {line}", file=sys.stderr))
     except OutputRefused as exc:
@@ -232,57 +233,6 @@ def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool, owner=None
     finally:
         if owner is None:
             checks.release()  # the checks' own claim (no owner taken before) ends with them
-
-
-def _class_map_text(class_names: Sequence[str], unknown: Optional[int] = None) -> str:
-    """``classes.json``: label id -> class name, and the unknown label's reserved id -> "unknown" when
-    ``--unknown-below`` is on (``unknown``: that id): the one class map of ``zsseg_rt.runtime.result``."""
-    from zsseg_rt.runtime.result import class_map
-
-    return json.dumps(class_map(class_names, unknown), indent=1) + "\n"
-
-
-def _check_class_map(path: str, class_names: Sequence[str], overwrite: bool, unknown: Optional[int] = None) -> bool:
-    """Before any image: may ``classes.json`` (label id -> class name) be written? An identical existing file is
-    fine (returns False: nothing to write); a different one needs ``overwrite`` (it describes label maps written
-    before). Returns True when it is to be written."""
-    if os.path.exists(path) and not overwrite:
-        with open(path, encoding="utf-8") as handle:
-            if handle.read() == _class_map_text(class_names, unknown):
-                return False
-        raise CliError(
-            f"{path!r} exists with another vocabulary: pass --overwrite, or another -o (its label maps use it)"
-        )
-    return True
-
-
-def _refuse_files_of_another_vocabulary(plan: Dict, class_names: Sequence[str], unknown: Optional[int]) -> None:
-    """``-o DIR --overwrite`` with another vocabulary than ``DIR/classes.json``'s: refused, before the first image,
-    when DIR holds view files (``STEM_labels.png``, ``STEM_mask.png``, ``STEM_overlay.png``, a video's frames) that
-    this run does not write over: they would stay beside a classes.json naming other classes (issue 79, F4). They
-    are not removed: nothing records which run wrote them (a user's ``x_mask.png`` is never taken for ours)."""
-    import re
-
-    path = plan["class_map"]
-    if os.path.basename(path) != CLASS_MAP or not os.path.isfile(path):  # -o FILE.png: its own files only
-        return
-    with open(path, encoding="utf-8") as handle:
-        if handle.read() == _class_map_text(class_names, unknown):
-            return
-    directory = plan["directory"]
-    replaced = {os.path.basename(p) for files in plan["files"] if VIDEO not in files for p in files.values()}
-    for files in plan["files"]:
-        if VIDEO in files:  # an earlier run's frames of a video of this run: written over, frame by frame
-            replaced.update(map(os.path.basename, existing_frame_files(directory, files[VIDEO], plan["kinds"])))
-    views = re.compile(r"^.+_(" + "|".join(VIEWS + ("labels",)) + r")\.png$")
-    left = [name for name in sorted(os.listdir(directory)) if views.match(name) and name not in replaced]
-    if left:
-        more = f" and {len(left) - 1} more" if len(left) > 1 else ""
-        raise CliError(
-            f"-o {directory!r} holds label maps or views of a run with another vocabulary ({left[0]!r}{more}) that "
-            f"this run does not write over: they would stay beside a {CLASS_MAP} naming other classes. Use another "
-            "-o, or move them away first (--overwrite replaces this run's own files only)"
-        )
 
 
 # ---- the run -----------------------------------------------------------------------------------------------------------
@@ -355,14 +305,6 @@ def _stopped(exc: OutputWriteError, number: int, total: int, written: int, summa
     done = f"the results of {written} images before it are kept" if written else "no image was written"
     message = f"{exc}; stopped at image {number} of {total} ({done}; the others were not segmented)"
     return OutputWriteError(message, exc.path, exc.errno)
-
-
-def _unknown_id(engine) -> Optional[int]:
-    """The unknown label's id the Engine gives (``--unknown-below``), else None."""
-    from zsseg_rt.runtime.result import unknown_label
-
-    threshold = getattr(getattr(engine, "options", None), "unknown_below", None)
-    return unknown_label(len(engine.class_names)) if threshold is not None else None
 
 
 def _views(text: str) -> List[str]:
@@ -454,7 +396,7 @@ def _result_outputs(args, inputs: Sequence[str], plan: Dict):
     planned = [path for files in plan["files"] for path in files.values() if VIDEO not in files]
     values = output_values(args, "-o", "segment")
     try:
-        taken = planned + [plan["class_map"]]
+        taken = planned + SegmentRecord.files(plan["class_map"])
         tracks = getattr(args, "tracks_out", None)
         return ResultOutputs.opened(
             "segment", specs, args.overwrite, values, inputs, taken, args.save_json, tracks=tracks
@@ -482,14 +424,10 @@ def _segment_all(args, images: Sequence[str], plan: Dict, outputs=None) -> int:
     engine = Engine(args.bundle, classes=args.classes, **options)
     if engine.weights_banner:
         print(f"zsseg segment: note: {args.bundle}: {engine.weights_banner}", file=sys.stderr)
-    unknown = _unknown_id(engine)
-    class_map_due = [_check_class_map(plan["class_map"], engine.class_names, args.overwrite, unknown)]
-    _refuse_files_of_another_vocabulary(plan, engine.class_names, unknown)  # (F4: no mixed folder with --overwrite)
-
-    def class_map_first() -> None:  # before the first label map it describes (E6): a run stopped later keeps it
-        if class_map_due[0]:
-            atomic_write_text(plan["class_map"], _class_map_text(engine.class_names, unknown))
-            class_map_due[0] = False
+    # what the label values mean (classes.json): one meaning per folder (F4, L6), written before the first map (E6)
+    record = SegmentRecord(plan["class_map"], LabelMeaning.of_engine(engine))
+    record.check(args.overwrite, lambda: views_left(plan, VIEWS), f"-o {plan['directory']!r}")
+    class_map_first = record.write
 
     finder = _object_finder(args, engine)
     results = _Results(keep=bool(args.json))  # (F16: O(1) per image without --json)

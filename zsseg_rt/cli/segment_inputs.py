@@ -23,6 +23,7 @@ __all__ = [
     "refuse_missing",
     "refuse_special_files",
     "video_frames",
+    "views_left",
 ]
 
 FRAME_DIGITS = 6  # clip_000042_overlay.png
@@ -81,6 +82,21 @@ def existing_frame_files(directory: str, name: str, kinds: Sequence[str]) -> Lis
     except OSError:
         return []
     return sorted(os.path.join(directory, entry) for entry in names if pattern.match(entry))
+
+
+def views_left(plan: Dict, views: Sequence[str]) -> List[str]:
+    """The view files (``STEM_labels.png``, ``STEM_mask.png``, ``STEM_overlay.png``, a video's frames) an output folder
+    holds that the run of ``plan`` (``segment.plan_outputs``) does not write over, by name: they would stay beside
+    its classes.json (issue 79, F4; 87, L6). A single file's plan (``-o out.png``): none (its own files only)."""
+    directory = plan["directory"]
+    if plan.get("single") or not os.path.isdir(directory):
+        return []
+    replaced = {os.path.basename(p) for files in plan["files"] if "video" not in files for p in files.values()}
+    for files in plan["files"]:
+        if "video" in files:  # an earlier run's frames of a video of this run: written over, frame by frame
+            replaced.update(map(os.path.basename, existing_frame_files(directory, files["video"], plan["kinds"])))
+    pattern = re.compile(r"^.+_(" + "|".join(map(re.escape, [*views, "labels"])) + r")\.png$")
+    return [name for name in sorted(os.listdir(directory)) if pattern.match(name) and name not in replaced]
 
 
 def video_frames(path: str, max_pixels: int) -> Iterator[Tuple[int, np.ndarray]]:

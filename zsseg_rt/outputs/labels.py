@@ -6,11 +6,14 @@ number every output of the run gives it, so a frame lost to damaged data leaves 
 whose dropped frames leave gaps),
 uint16, one class index per pixel; ``DIR/classes.json`` the class names they index::
 
-    {"classes": ["person", "floor", ...], "class_map": {"0": "person", ...},
+    {"classes": ["person", "floor", ...], "class_map": {"0": "person", ...}, "unknown_id": null, "unknown_below": null,
      "vocabularies": [{"first_frame": 0, "classes": [...]}, {"first_frame": 57, "classes": [...]}]}
 
-``classes`` / ``class_map`` are the current vocabulary; ``vocabularies`` says which list each frame's labels index when
-the vocabulary changed while streaming (a frame uses the last entry whose ``first_frame`` is not after it).
+``classes`` / ``class_map`` / ``unknown_id`` / ``unknown_below`` are the current meaning of a label value; ``vocabularies``
+says which list each frame's labels index when the vocabulary changed while streaming (a frame uses the last entry
+whose ``first_frame`` is not after it; ``unknown`` and ``unknown_below`` in an entry with the unknown label). The
+record is :mod:`zsseg_rt.outputs.meaning`'s (:class:`~zsseg_rt.outputs.meaning.LabelHistory`), the one every command's
+record of what a label value means is written and read by.
 
 The folder follows the output policy of :mod:`zsseg_rt.outputs.plan`: the maps are staged in
 ``DIR/.zsseg-staging-XXXXXXXX`` while the run goes on and moved into ``DIR`` when it ends well, the maps of an earlier
@@ -28,8 +31,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from zsseg_rt.outputs.meaning import LabelHistory, LabelMeaning
 from zsseg_rt.outputs.plan import FolderKind, OutputPlan, StagedFolder
-from zsseg_rt.runtime.result import class_map
 
 from .sink_base import FrameSink, SinkError
 
@@ -62,7 +65,7 @@ class LabelFolderSink(FrameSink):
         self.folder = folder
         self.name = f"labels:{folder}"
         self.frames = 0
-        self.vocabularies: List[Dict[str, Any]] = []
+        self.history = LabelHistory()  # what the label values mean, from which frame on (classes.json)
 
     def write(self, frame: np.ndarray) -> None:
         raise SinkError("a label folder takes results (write_result), not overlay images")
@@ -76,25 +79,21 @@ class LabelFolderSink(FrameSink):
         if len(names) - 1 > MAX_LABEL:
             raise SinkError(f"{len(names)} classes do not fit a 16-bit label PNG (at most {MAX_LABEL + 1})")
         index = int(frame.index)
-        unknown = getattr(result, "unknown_id", None)  # the unknown label's id (--unknown-below), named too
-        if not self.vocabularies or (self.vocabularies[-1]["classes"], self.vocabularies[-1].get("unknown")) != (
-            names,
-            unknown,
-        ):
-            self.vocabularies.append({"first_frame": index, "classes": names})
-            if unknown is not None:
-                self.vocabularies[-1].update(unknown=unknown, unknown_below=result.unknown_below)
-            self._write_classes()
+        if self.history.add(index, LabelMeaning.of(names, getattr(result, "unknown_below", None))):
+            self._write_classes()  # the unknown label (--unknown-below) named too
         ok, encoded = cv2.imencode(".png", np.ascontiguousarray(labels, dtype=np.uint16))
         if not ok:
             raise SinkError(f"OpenCV could not encode frame {index}'s labels as a PNG")
         self.staged.write_bytes(f"{index:06d}.png", encoded.tobytes(), fsync=True)
         self.frames += 1
 
+    @property
+    def vocabularies(self) -> List[Dict[str, Any]]:
+        """Which classes each frame's labels index, from which frame on (``classes.json``'s ``vocabularies``)."""
+        return self.history.vocabularies()
+
     def _write_classes(self) -> None:
-        names = self.vocabularies[-1]["classes"]
-        labels = class_map(names, self.vocabularies[-1].get("unknown"))  # the one class map (runtime.result)
-        document = {"classes": names, "class_map": labels, "vocabularies": self.vocabularies}
+        document = self.history.document()
         self.staged.write_bytes("classes.json", (json.dumps(document, indent=1) + "\n").encode(), fsync=True)
 
     def close(self) -> None:

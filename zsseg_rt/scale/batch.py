@@ -262,76 +262,28 @@ class SegmentWorker:
         )
 
 
-def _meaning_record(classes: List[str], unknown_below: Optional[float], bundle_digest: str) -> Dict[str, Any]:
-    """``vocabulary.json``: what the label values of OUTPUT mean: the class names they index, the unknown label's id
-    and threshold (``--unknown-below``) and the bundle (its digest) that made them."""
-    from zsseg_rt.runtime.result import unknown_label
-
-    record: Dict[str, Any] = {"class_names": classes}
-    if unknown_below is not None:
-        record.update(unknown_id=unknown_label(len(classes)), unknown_below=float(unknown_below))
-    record["bundle_digest"] = bundle_digest
-    return record
-
-
-def _describe(field_name: str, value: Any) -> str:
-    """Words for what a folder was made with, or what a run has (one of ``_meaning_changes``' fields)."""
-    if field_name == "class_names":
-        return f"the classes {value}" if value is not None else "classes its vocabulary.json does not say (unreadable)"
-    if field_name == "bundle":
-        return f"the bundle {value}"
-    unknown_id, below = value
-    if unknown_id is None:
-        return "no --unknown-below"
-    # exactly as recorded and given (repr): rounded, 0.5 and 0.50000001 read as one value (issue 87, L7)
-    threshold = f"--unknown-below {below!r}" if below is not None else "an unknown threshold"
-    return f"{threshold} (label {unknown_id} = unknown)"
-
-
-def _meaning_changes(previous: Dict[str, Any], record: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
-    """``(field, what OUTPUT was made with, what this run has)`` for each difference in what label values mean. A
-    threshold or bundle an older vocabulary.json does not record is not compared (it was not written down)."""
-    changes: List[Tuple[str, Any, Any]] = []
-    if previous.get("class_names") != record["class_names"]:
-        changes.append(("class_names", previous.get("class_names"), record["class_names"]))
-    made = (previous.get("unknown_id"), previous.get("unknown_below"))
-    given = (record.get("unknown_id"), record.get("unknown_below"))
-    if made[0] != given[0] or (made[0] is not None and "unknown_below" in previous and made[1] != given[1]):
-        changes.append(("unknown", made, given))
-    if "bundle_digest" in previous and previous["bundle_digest"] != record["bundle_digest"]:
-        changes.append(("bundle", previous["bundle_digest"], record["bundle_digest"]))
-    return changes
-
-
-def _check_vocabulary(output_dir: str, record: Dict[str, Any], resume: bool) -> None:
+def _check_vocabulary(output_dir: str, meaning: Any) -> None:
     """Refuse to write into an OUTPUT whose label maps mean something else (another vocabulary, unknown threshold or
     bundle: one folder would hold label values of two meanings; issue 79, F2), in one line: what it was made with,
-    what this run has, what to do; with ``resume`` False too (the maps of images this run is not given would stay).
-    Then record what this run's label values mean in ``vocabulary.json``, unless it is recorded already (an older
-    file is left as it is: it is never rewritten to disagree with the label maps it describes)."""
+    what this run has, what to do (:mod:`zsseg_rt.outputs.meaning`'s check and words); with ``resume`` False too
+    (the maps of images this run is not given would stay). Then record what this run's label values mean in
+    ``vocabulary.json``, unless it is recorded already (an older file is left as it is: it is never rewritten to
+    disagree with the label maps it describes)."""
     from zsseg_rt.io_safety import atomic_write_json
+    from zsseg_rt.outputs.meaning import check_earlier, read_record
 
     path = os.path.join(output_dir, VOCABULARY)
-    if os.path.isfile(path):
-        try:
-            with open(path, encoding="utf-8") as handle:
-                previous = json.load(handle)
-        except (OSError, ValueError):
-            previous = None
-        if not isinstance(previous, dict):
-            previous = {"class_names": None}
-        changes = _meaning_changes(previous, record)
-        if not changes:  # recorded already (what an older file did not record stays unsaid)
-            return
-        if _done_keys(read_manifest(output_dir), output_dir):  # label maps of the earlier meaning are there
-            made = ", ".join(_describe(name, old) for name, old, _ in changes)
-            given = ", ".join(_describe(name, new) for name, _, new in changes)
-            raise ValueError(
-                f"{output_dir!r} holds label maps made with {made}, but this run has {given}: label values would mean "
-                "different things in one folder (its vocabulary.json describes the earlier ones). Use another output "
-                "folder (or empty this one), or the settings it was made with to resume"
-            )
-    atomic_write_json(path, record)  # whole or not at all: a full disk leaves the earlier record (the resume's key)
+
+    def label_maps() -> List[str]:  # the maps of the earlier meaning there (the manifest's ok rows)
+        return sorted(labels_name(key) for key in _done_keys(read_manifest(output_dir), output_dir))
+
+    advice = "Use another output folder (or empty this one), or the settings it was made with to resume"
+    changes = check_earlier(
+        read_record(path), meaning, label_maps, where=repr(output_dir), record=VOCABULARY, advice=advice
+    )
+    if changes is not None and not changes:  # recorded already (what an older file did not record stays unsaid)
+        return
+    atomic_write_json(path, meaning.batch_document())  # whole or not at all: a full disk leaves the earlier record
 
 
 def _check_output_dir(output_dir: str, input_path: str) -> None:
@@ -424,6 +376,7 @@ def prepare_batch(
     """
     from zsseg_rt.bundle import check_bundle_digest, load_meta
     from zsseg_rt.image_io import max_pixels_limit
+    from zsseg_rt.outputs.meaning import LabelMeaning
     from zsseg_rt.vocabulary import Vocabulary, named_vocabulary_name, validate_class_names
 
     from .engine import checked_engine_options
@@ -449,7 +402,7 @@ def prepare_batch(
         names = list(validate_class_names(classes, meta.max_classes))
     plan = plan_batch(input_path, output_dir, resume=resume, max_pixels=limit)
     _check_output_dir(output_dir, input_path)
-    _check_vocabulary(output_dir, _meaning_record(names, options.get("unknown_below"), meta.digest), resume)
+    _check_vocabulary(output_dir, LabelMeaning.of(names, options.get("unknown_below"), meta.digest))
     return BatchJob(
         output_dir=os.path.abspath(output_dir),
         bundle=os.path.abspath(bundle),
