@@ -181,9 +181,13 @@ def test_nothing_is_chosen_inside_a_capture():
 
 
 def test_an_unknown_kernel_is_refused_in_one_line():
-    with pytest.raises(ValueError, match=r"^postprocess_kernel must be 'auto' or one of tiled, columns, columns_chain, "
-                       r"warps, ordered, got 'fastest'$"):  # fmt: skip
+    words = (
+        r"^postprocess_kernel: expected one of 'auto', 'tiled', 'columns', 'columns_chain', 'warps', 'ordered', got "
+    )
+    with pytest.raises(ValueError, match=words + "'fastest'$"):  # the row's words, as Engine(...) says them
         PostprocessKernels("fastest")
+    with pytest.raises(ValueError, match=r"^postprocess_kernel: expected one of 'auto', 'tiled', got 'columns'$"):
+        PostprocessKernels("columns", candidates=("tiled",))
     with pytest.raises(ValueError, match="got 'fastest'"):
         where_it_applies("fastest", None, "exact")
 
@@ -207,6 +211,26 @@ def test_the_host_path_takes_the_option_and_says_it_changes_nothing(tiny_bundle,
     assert not [r for r in caplog.records if "postprocess_kernel=" in r.getMessage()]
     with pytest.raises(ValueError, match=r"^postprocess_kernel: expected one of 'auto', 'tiled', .*got 'fastest'$"):
         Engine(tiny_bundle, backend="onnxruntime", postprocess_kernel="fastest")
+
+
+def test_the_device_pipeline_reads_the_engines_options_by_name(tiny_bundle):
+    """The Engine's ``OptionValues`` reach the device pipeline whole, read by name (issue 88 item 4: the choice went
+    positionally through four files): a host executor's pipeline (``device_pipeline=True`` on ONNX Runtime) holds
+    the pinned kernel and encoder; a lane built from a pipeline shares its choosers; an option absent from the
+    mapping is its row's default."""
+    from zsseg_rt.runtime import Engine
+    from zsseg_rt.runtime.device.device_pipeline import make_device_pipeline
+    from zsseg_rt.runtime.device.in_flight import _new_lane
+
+    engine = Engine(tiny_bundle, classes=["a", "b"], backend="onnxruntime", device_pipeline=True,
+                    postprocess_kernel="columns", encoder_variant="graph")  # fmt: skip
+    device = engine.pipeline.device
+    assert device is not None and device.kernels.setting == "columns" and device.encoders.setting == "graph"
+    lane = _new_lane(engine.pipeline)
+    assert lane.kernels is device.kernels and lane.encoders is device.encoders
+    plain = make_device_pipeline(engine.meta, engine.backend, {"device_pipeline": True})
+    assert plain.kernels.setting == ENGINE_OPTIONS["postprocess_kernel"].default
+    assert make_device_pipeline(engine.meta, engine.backend, engine.options.replace(device_pipeline=False)) is None
 
 
 def test_the_camera_summary_line():

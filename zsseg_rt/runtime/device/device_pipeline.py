@@ -25,7 +25,7 @@ is recorded.
 from __future__ import annotations
 
 import collections
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -458,16 +458,27 @@ class TorchExecutor(Executor):
         return buffer
 
 
-def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows: int = 4, test_scale=None,
-                         postprocess_kernel="auto", encoder_variant="auto") -> Optional[DevicePipeline]:  # fmt: skip
+# The Engine options the device pipeline reads, by name (rows of ENGINE_OPTIONS; each checked by its row)
+DEVICE_OPTIONS = ("device_pipeline", "postprocess_kernel", "encoder_variant")
+
+
+def make_device_pipeline(meta: BundleMeta, backend, options: Optional[Mapping[str, Any]] = None, *,
+                         max_windows: int = 4, test_scale=None) -> Optional[DevicePipeline]:  # fmt: skip
     """The device pipeline for ``backend``, or None where the host path is used.
 
-    ``setting``: "auto" (on where the data can stay on a GPU: a backend that ``runs_on_gpu`` and has a
-    ``device_executor`` (TensorRT, torch on CUDA), with a sigmoid bundle and CUDA native ops), True (required: refuse
-    with the reason when impossible; a host backend's executor runs it on host buffers), False (host path). A
-    backend's ``frame_graphs(executor)`` gives the frame's CUDA graphs, or None. ``test_scale``: the frames' test
-    resize (None: the bundle's; ``Engine(test_scale=...)``). ``postprocess_kernel``, ``encoder_variant``: the Engine's.
+    ``options``: the Engine's options by name (its ``OptionValues``; a name absent: its row's default), of which it
+    reads :data:`DEVICE_OPTIONS`. ``device_pipeline``: "auto" (on where the data can stay on a GPU: a backend that
+    ``runs_on_gpu`` and has a ``device_executor`` (TensorRT, torch on CUDA), with a sigmoid bundle and CUDA native
+    ops), True (required: refuse with the reason when impossible; a host backend's executor runs it on host buffers),
+    False (host path). ``postprocess_kernel``, ``encoder_variant``: the choices (``postprocess_choice.py``,
+    ``encoder_choice.py``; an in-flight lane passes its Engine's ``PostprocessKernels`` and ``EncoderChoice`` under
+    these names, to share them). A backend's ``frame_graphs(executor)`` gives the frame's CUDA graphs, or None.
+    ``max_windows``: windows per encoder call; ``test_scale``: the frames' test resize (None: the bundle's; the
+    pipeline's resolved ``Engine(test_scale=...)``).
     """
+    given = {} if options is None else options
+    chosen = {name: given[name] if name in given else ENGINE_OPTIONS[name].default for name in DEVICE_OPTIONS}
+    setting = chosen["device_pipeline"]
     ENGINE_OPTIONS["device_pipeline"].check_value(setting)  # its row's values and words
     if setting is False:
         return None
@@ -490,4 +501,5 @@ def make_device_pipeline(meta: BundleMeta, backend, setting="auto", max_windows:
     executor: Executor = executor_of()
     graphs_of = getattr(backend, "frame_graphs", None)
     graphs = graphs_of(executor) if graphs_of is not None else None
-    return DevicePipeline(meta, executor, max_windows, graphs, test_scale, postprocess_kernel, encoder_variant)
+    return DevicePipeline(meta, executor, max_windows, graphs, test_scale,
+                          postprocess_kernel=chosen["postprocess_kernel"], encoder_variant=chosen["encoder_variant"])  # fmt: skip

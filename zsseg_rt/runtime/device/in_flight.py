@@ -102,8 +102,9 @@ def _new_lane(pipeline: Any) -> Any:
     from .device_pipeline import make_device_pipeline
 
     device = pipeline.device
-    return make_device_pipeline(pipeline.meta, pipeline.backend, True, device.max_windows, device.test_scale,
-                                postprocess_kernel=device.kernels, encoder_variant=device.encoders)  # fmt: skip
+    shared = {"device_pipeline": True, "postprocess_kernel": device.kernels, "encoder_variant": device.encoders}
+    return make_device_pipeline(pipeline.meta, pipeline.backend, shared, max_windows=device.max_windows,
+                                test_scale=device.test_scale)  # fmt: skip
 
 
 def _close_lane(pipe: Any) -> None:

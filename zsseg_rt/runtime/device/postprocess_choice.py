@@ -44,7 +44,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from zsseg_rt.options import POSTPROCESS_KERNELS
+from zsseg_rt.options import ENGINE_OPTIONS, POSTPROCESS_KERNELS
 
 __all__ = ["AUTO", "CANDIDATES", "EventTimer", "PostprocessKernels", "check_setting", "describe", "where_it_applies"]
 
@@ -61,9 +61,13 @@ Timer = Any
 
 
 def check_setting(setting: Any, candidates: Sequence[str] = CANDIDATES) -> None:
-    """Refuse, in one line (ValueError), a ``postprocess_kernel`` that is not "auto" nor a candidate's name."""
+    """Refuse, in one line (ValueError), a ``postprocess_kernel`` its row does not take, in the row's words (the
+    Engine's and the flag's: ``postprocess_kernel: expected one of 'auto', 'tiled', ..., got 'fastest'``); with
+    fewer ``candidates`` (a test's), a name the row takes but not among them, in the same words."""
+    ENGINE_OPTIONS["postprocess_kernel"].check_value(setting)
     if setting != AUTO and setting not in candidates:
-        raise ValueError(f"postprocess_kernel must be 'auto' or one of {', '.join(candidates)}, got {setting!r}")
+        shown = ", ".join(repr(name) for name in (AUTO, *candidates))
+        raise ValueError(f"postprocess_kernel: expected one of {shown}, got {setting!r}")
 
 
 class EventTimer:

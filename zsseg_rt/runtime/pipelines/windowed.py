@@ -80,9 +80,6 @@ class WindowedPipeline(Pipeline):
         self._device_scale = list(self.test_scale)
         self.open_backend(WindowedGraphs)
         self._device_lock = threading.Lock()
-        self._device_setting = options.device_pipeline
-        self._kernel_setting = options.postprocess_kernel  # the device pipeline's (postprocess_choice.py)
-        self._encoder_setting = options.encoder_variant  # and its image encoder's (encoder_choice.py)
         self._batch_windows = options.max_batch  # a batched graph's windows per encoder call, when given
         self._build_device()
         self.inference = options.inference
@@ -94,8 +91,9 @@ class WindowedPipeline(Pipeline):
         """The device pipeline over the current backend (None: the host path), its vocabulary not uploaded yet."""
         from ..device.device_pipeline import make_device_pipeline
 
-        self.device = make_device_pipeline(self.meta, self.backend, self._device_setting, self.max_batch,
-                                           self._device_scale, self._kernel_setting, self._encoder_setting)  # fmt: skip
+        # the device pipeline reads its options by name (device_pipeline, postprocess_kernel, encoder_variant)
+        self.device = make_device_pipeline(self.meta, self.backend, self.options, max_windows=self.max_batch,
+                                           test_scale=self._device_scale)  # fmt: skip
         if self.device is not None:
             self.device.batch_windows = self._batch_windows
         self._say_where_the_kernel_applies()
@@ -108,8 +106,8 @@ class WindowedPipeline(Pipeline):
         from ..device.encoder_choice import where_it_applies as where_the_encoder_applies
         from ..device.postprocess_choice import where_it_applies
 
-        notes = (where_it_applies(self._kernel_setting, self.device, self.mode),
-                 where_the_encoder_applies(self._encoder_setting, self.device))  # fmt: skip
+        notes = (where_it_applies(self.options.postprocess_kernel, self.device, self.mode),
+                 where_the_encoder_applies(self.options.encoder_variant, self.device))  # fmt: skip
         for note in (note for note in notes if note is not None):
             logging.getLogger("zsseg_rt").info("%s", note)
 
@@ -119,8 +117,8 @@ class WindowedPipeline(Pipeline):
         nothing (``Pipeline.replace_backend``)."""
         from ..device.device_pipeline import make_device_pipeline
 
-        device = make_device_pipeline(self.meta, backend, self._device_setting, self.max_batch, self._device_scale,
-                                      self._kernel_setting, self._encoder_setting)  # raises: no change  # fmt: skip
+        device = make_device_pipeline(self.meta, backend, self.options, max_windows=self.max_batch,
+                                      test_scale=self._device_scale)  # raises: no change  # fmt: skip
         if device is not None:
             device.batch_windows = self._batch_windows
         with self._device_lock:
