@@ -94,7 +94,7 @@ MUTANTS: Tuple[Mutant, ...] = (
            ("python_tests/test_signal_phases.py::test_serve_stops_on_a_keyboard_interrupt_and_ignores_further_signals",)),
     # issue 75 item 8: the survivors of the audit of 0707000 (M01-M12; M09 near-equivalent, left out), each killed by
     # the assertion it lacked (python_tests/test_audit_0707000.py), and the new rules of issue 75
-    Mutant("user-edit-taken-for-ours", "zsseg_rt/outputs/plan.py",
+    Mutant("user-edit-taken-for-ours", "zsseg_rt/outputs/staged.py",
            "or recorded.get(name) != os.path.getsize(path):", "or name not in recorded:",
            ("python_tests/test_audit_0707000.py::test_a_label_map_a_user_changed_since_is_refused_even_with_overwrite",)),
     Mutant("serve-overrides-sig-ign", "zsseg_rt/cli/serve.py",
@@ -122,8 +122,8 @@ MUTANTS: Tuple[Mutant, ...] = (
            "            return _cpu_auto(meta, roles, adapter, values.replace(threads=0))",
            ("python_tests/test_audit_0707000.py::test_the_upgraded_path_opens_with_the_engines_threads",)),
     Mutant("switch-loses-max-batch", "zsseg_rt/runtime/pipelines/windowed.py",
-           "self.meta, backend, self._device_setting, self.max_batch, self._device_scale, self._kernel_setting",
-           "self.meta, backend, self._device_setting, 4, self._device_scale, self._kernel_setting",
+           "device = make_device_pipeline(self.meta, backend, self.options, max_windows=self.max_batch,",
+           "device = make_device_pipeline(self.meta, backend, self.options, max_windows=4,",
            ("python_tests/test_audit_0707000.py::test_a_switched_backend_keeps_the_max_batch",)),
     Mutant("output-not-claimed", "zsseg_rt/outputs/plan.py", "        self.claim(say)\n", "",
            ("python_tests/test_output_owner.py",)),

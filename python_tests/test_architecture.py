@@ -157,6 +157,7 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
             "zsseg_rt.console",  # errors, signal phases, progress, speed (console.arguments: runtime applications)
             "zsseg_rt.outputs.plan",  # the output plan and the owner lock (the rest of outputs/: runtime applications)
             "zsseg_rt.outputs.owner",
+            "zsseg_rt.outputs.staged",  # the plan's staged outputs (outputs/plan.py was over 700 lines)
             "zsseg_rt.options",
             "zsseg_rt.image_io",
             "zsseg_rt.io_safety",
