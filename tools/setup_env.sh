@@ -13,7 +13,8 @@ PY="${PYTHON:-python3}"
 # - Chromium and its chromedriver: the headless-browser test of zsseg serve's web page (selenium drives them; no
 #   browser is ever downloaded). ZSSEG_NEED_BROWSER=0 skips them (that test then skips with a reason);
 # - with ZSSEG_NEED_TEST_TOOLS=1 (tools/run_tests.sh): the aarch64 cross compiler and qemu-user-static
-#   (tools/cross_test_aarch64.sh; qemu also runs the AVX2 numeric check) and ccache (the builds' compiler cache).
+#   (tools/cross_test_aarch64.sh; qemu also runs the AVX2 numeric check), mmdebstrap (tools/cross_python_aarch64.sh)
+#   and ccache (the builds' compiler cache).
 DEBS=()
 if [ "${ZSSEG_NEED_GTEST:-1}" = 1 ] && [ ! -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake ] \
    && [ ! -f /usr/lib/aarch64-linux-gnu/cmake/GTest/GTestConfig.cmake ]; then
@@ -27,6 +28,7 @@ if [ "${ZSSEG_NEED_TEST_TOOLS:-0}" = 1 ]; then
   if [ "$(uname -m)" = x86_64 ]; then
     command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || DEBS+=(g++-aarch64-linux-gnu)
     command -v qemu-aarch64-static >/dev/null 2>&1 || DEBS+=(qemu-user-static)
+    command -v mmdebstrap >/dev/null 2>&1 || DEBS+=(mmdebstrap)  # the arm64 root of tools/cross_python_aarch64.sh
     [ -f /usr/src/googletest/CMakeLists.txt ] || DEBS+=(googletest)
   fi
 fi
