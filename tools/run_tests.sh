@@ -286,7 +286,14 @@ stage "static checks (ruff, mypy, clang-format)" bash "$ROOT/tools/lint.sh"
 stage "C++ tests (GoogleTest via ctest)" cpp_tests
 stage "CUDA emulation, ASan: csrc/emu kernels + Python" emulation
 stage "_C with a static C++ runtime" bash "$ROOT/tools/static_runtime_check.sh"
-stage "C++ tests on aarch64 (cross, qemu)" bash "$ROOT/tools/cross_test_aarch64.sh"
+aarch64() {  # the C++ tests cross-compiled for aarch64, and beside them the Python package on aarch64 with JetPack's
+  # layout (tools/cross_python_aarch64.sh --jetson: its wheel, venv and checks under qemu): each mostly one process
+  local rc=0
+  alongside "the Python package on aarch64, JetPack's layout (cross, qemu)" bash "$ROOT/tools/cross_python_aarch64.sh" --jetson
+  bash "$ROOT/tools/cross_test_aarch64.sh" || rc=$?
+  joined "$rc"
+}
+stage "C++ tests and the Python package on aarch64 (cross, qemu)" aarch64
 stage "Python tests (pytest)" python_tests "$@"
 wait "$TWIN_PID" || true  # here, in the shell that started it; its time is its own row's
 stage "the image twin (tools/image_twin.sh, beside every stage)" report_twin
