@@ -528,8 +528,8 @@ Output ArgParser::output(const char* name, const std::vector<std::int64_t>& shap
   }
   DeviceArray device_array;
   try {
-    device_array.buffer =
-        std::make_shared<DeviceBuffer>(static_cast<std::size_t>(count) * elem_size(type), where.device_id, stream_);
+    device_array.buffer = std::make_shared<DeviceBuffer>(static_cast<std::size_t>(count) * elem_size(type),
+                                                         where.device_id, stream_, true, stream_id());
   } catch (const std::runtime_error& err) {
     throw std::runtime_error(op_ + ": output '" + name + "': " + err.what());
   }
@@ -597,8 +597,9 @@ void ArgParser::require_disjoint(const Output& a, const char* a_name, const Outp
 
 void ArgParser::check_launch(zsseg::CudaStatus status) const {
   // Recorded even when the launch failed: the outputs' release must still be ordered after the allocations.
-  const int recorded = finish_launch(stream_, std::vector<py::object>(in_use_), allocated_, checks_, read_, written_,
-                                     capturing() ? 0 : stream_id());
+  const bool captured = capturing();
+  const int recorded = finish_launch(stream_, captured, std::vector<py::object>(in_use_), allocated_, checks_, read_,
+                                     written_, captured ? 0 : stream_id());
   if (status == 0 && recorded != 0) status = recorded;
   if (status != 0) {
     throw std::runtime_error(op_ + ": CUDA error " + std::to_string(status) + " (" + zsseg::cuda_error_string(status) +

@@ -252,7 +252,12 @@ void run_on_placement(const ArgParser& args, const Placement& where, const Param
 // DLPack capsule exported from it, so the memory lives as long as any of them.
 class DeviceBuffer {
  public:
-  DeviceBuffer(std::size_t bytes, int device_id, std::int64_t stream);  // throws on allocation failure
+  // `take_over`: the memory of a dropped output of the same size may be taken (csrc/bindings/output_cache.h), the
+  // stream ordered after its uses (`stream_id`: the stream's id, ArgParser::stream_id; 0: unknown, always a wait).
+  // Whatever made it, its memory is kept for a later output when it goes, where it may be. Throws when allocating
+  // fails.
+  DeviceBuffer(std::size_t bytes, int device_id, std::int64_t stream, bool take_over = false,
+               unsigned long long stream_id = 0);
   ~DeviceBuffer();
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
@@ -291,10 +296,10 @@ void keep_until_marker(std::vector<py::object>&& owners, const std::shared_ptr<v
 // True while `stream` is being captured into a CUDA graph (always false without CUDA).
 bool stream_is_capturing(std::int64_t stream);
 // After a launch on `stream` (current device = the launch's): record the completion event, attach it to
-// `outputs` and keep `in_use` alive until it completes. Returns the CUDA status of the event record. `stream_id`: the
-// stream's id (ArgParser::stream_id; 0: unknown), kept with the event so that a later call on the same stream does not
-// wait for it.
-int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
+// `outputs` and keep `in_use` alive until it completes. Returns the CUDA status of the event record. `capturing`:
+// whether `stream` is being captured (ArgParser::capturing: asked once per call). `stream_id`: the stream's id
+// (ArgParser::stream_id; 0: unknown), kept with the event so that a later call on the same stream does not wait for it.
+int finish_launch(std::int64_t stream, bool capturing, std::vector<py::object>&& in_use,
                   const std::vector<std::shared_ptr<DeviceBuffer>>& outputs,
                   const std::vector<std::shared_ptr<void>>& checks,
                   const std::vector<std::shared_ptr<DeviceBuffer>>& read = {},

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/stream_order.h"
+#include "output_cache.h"
 #include "zsseg/bias_check.h"
 #endif
 
@@ -188,12 +189,12 @@ void order_device_array(const DeviceBuffer& buffer, bool written, const ArgParse
   }
 }
 
-int finish_launch(std::int64_t stream, std::vector<py::object>&& in_use,
+int finish_launch(std::int64_t stream, bool capturing, std::vector<py::object>&& in_use,
                   const std::vector<std::shared_ptr<DeviceBuffer>>& outputs,
                   const std::vector<std::shared_ptr<void>>& checks,
                   const std::vector<std::shared_ptr<DeviceBuffer>>& read,
                   const std::vector<std::shared_ptr<DeviceBuffer>>& written, unsigned long long stream_id) {
-  if (so::capturing(so::as_stream(stream))) {
+  if (capturing) {  // (asked once per call by the ArgParser: no second cudaStreamIsCapturing here)
     // Captured into a CUDA graph: the work runs when the graph is launched, so an event recorded now could
     // never be queried (cudaErrorCapturedEvent); what the graph reads is its owner's to keep alive. A DeviceArray
     // the graph writes is filled by replays: an external event node after this launch is recorded by each replay,
@@ -248,7 +249,7 @@ bool stream_is_capturing(std::int64_t) {
 bool ArgParser::check_bias_on_device(const ArrayArg&) const {
   return false;
 }
-int finish_launch(std::int64_t, std::vector<py::object>&&, const std::vector<std::shared_ptr<DeviceBuffer>>&,
+int finish_launch(std::int64_t, bool, std::vector<py::object>&&, const std::vector<std::shared_ptr<DeviceBuffer>>&,
                   const std::vector<std::shared_ptr<void>>&, const std::vector<std::shared_ptr<DeviceBuffer>>&,
                   const std::vector<std::shared_ptr<DeviceBuffer>>&, unsigned long long) {
   return 0;
@@ -260,11 +261,21 @@ void order_device_array(const DeviceBuffer&, bool, const ArgParser&, const char*
 #endif
 
 // ---- DeviceBuffer -----------------------------------------------------------------------------------
-DeviceBuffer::DeviceBuffer(std::size_t bytes, int device_id, std::int64_t stream)
+DeviceBuffer::DeviceBuffer(std::size_t bytes, int device_id, std::int64_t stream, bool take_over,
+                           unsigned long long stream_id)
     : bytes_(bytes), device_id_(device_id) {
 #ifdef ZSSEG_WITH_CUDA
-  std::shared_ptr<so::StreamBuffer> buffer;
-  const cudaError_t status = so::StreamBuffer::allocate(bytes, device_id, so::as_stream(stream), &buffer);
+  auto& cache = output_cache::OutputCache::instance();
+  std::shared_ptr<so::StreamBuffer> buffer =
+      take_over ? cache.take(bytes, device_id, so::as_stream(stream), stream_id) : nullptr;
+  cudaError_t status = cudaSuccess;
+  if (!buffer) {
+    status = so::StreamBuffer::allocate(bytes, device_id, so::as_stream(stream), &buffer);
+    if (status == cudaErrorMemoryAllocation && cache.release(device_id) > 0) {  // kept outputs first, then retry
+      cudaGetLastError();
+      status = so::StreamBuffer::allocate(bytes, device_id, so::as_stream(stream), &buffer);
+    }
+  }
   if (status != cudaSuccess) {
     cudaGetLastError();
     throw std::runtime_error("allocating " + std::to_string(bytes) + " bytes on cuda:" + std::to_string(device_id) +
@@ -274,11 +285,21 @@ DeviceBuffer::DeviceBuffer(std::size_t bytes, int device_id, std::int64_t stream
   impl_ = std::move(buffer);
 #else
   (void)stream;
+  (void)take_over;
+  (void)stream_id;
   throw std::runtime_error("DeviceBuffer: zsseg_rt was built without CUDA");
 #endif
 }
 
-DeviceBuffer::~DeviceBuffer() = default;  // the StreamBuffer frees stream-ordered, without blocking
+DeviceBuffer::~DeviceBuffer() {
+#ifdef ZSSEG_WITH_CUDA
+  // Kept for a later output of the same size where it may be (output_cache.h); else the StreamBuffer goes here and
+  // frees stream-ordered, without blocking.
+  auto buffer = std::static_pointer_cast<so::StreamBuffer>(impl_);
+  impl_.reset();
+  if (buffer) output_cache::OutputCache::instance().put(std::move(buffer));
+#endif
+}
 
 namespace {
 

@@ -463,6 +463,23 @@ class StreamBuffer {
     return graph_ready_;
   }
   bool graph_written_unordered() const { return graph_written_unordered_; }
+  // May a new owner take this memory instead of its release (csrc/bindings/output_cache.h)? Pool memory whose uses
+  // are all this library's recorded events: never exported to another library, never written by a CUDA graph.
+  bool reusable() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return pooled_ && data_ != nullptr && ready_ && ready_->recorded() && !graph_ready_ && consumers_.empty() &&
+           !per_thread_consumer_ && !graph_written_unordered_;
+  }
+  // Order `stream` (its stream_id(), 0: unknown) after every use so far (the writer, the readers), as the release is.
+  cudaError_t order_reuse(cudaStream_t stream, unsigned long long stream_id) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const bool skip_ready = ZS_LIBRARY_MUTATED(kLibSkipReleaseWait);  // emulated mutation: no wait for the writer
+    cudaError_t status = ready_ && !skip_ready ? ready_->order_before(stream, stream_id) : cudaSuccess;
+    for (const auto& reader : readers_) {
+      if (status == cudaSuccess) status = reader->order_before(stream, stream_id);
+    }
+    return status;
+  }
   // Exported to another library that works on `consumer` (cudaStreamLegacy for the legacy default stream,
   // cudaStreamPerThread for the per-thread default stream of the exporting thread): the release waits for the
   // work enqueued there until then.

@@ -276,7 +276,9 @@ def test_freed_output_memory_stays_in_the_pool_across_synchronisations():
         testing.device_synchronize()  # e66ca60: the pool (release threshold 0) gave the freed output back here ...
     stats = emu.stats()
     assert stats["pool_os_allocations"] == 0, stats  # ... and mapped it again for every output
-    assert stats["pool_reuses"] == 4 and stats["pool_os_releases"] == 0, stats
+    # issue 86: the dropped output's memory is taken over by the next output of its size before it reaches the pool
+    # (csrc/bindings/output_cache.h; python_tests/ops/test_output_cache.py): no pool operation at all
+    assert stats["pool_reuses"] == 0 and stats["pool_os_releases"] == 0, stats
 
 
 def test_the_device_default_pool_is_left_as_it_is():
