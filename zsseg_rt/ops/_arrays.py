@@ -43,15 +43,15 @@ def as_native_array(value: Any, op: str = "op", name: str = "array") -> Any:
             "e.g. np.ma.filled(x, fill_value) or x.data"
         )
     torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
+    if torch is not None and isinstance(value, torch.Tensor) and value.device.type == "cpu":
+        # (a CUDA tensor's lazy bits are refused by the native module, in the same words: not asked twice per call)
         for bit in ("neg", "conj"):
             if getattr(value, f"is_{bit}")():
                 raise TypeError(
                     f"{op}: argument '{name}' is a torch tensor with the lazy {bit} bit set, whose memory does not "
                     f"hold its values; pass tensor.resolve_{bit}()"
                 )
-        if value.device.type == "cpu":
-            return np.asarray(value.detach())
+        return np.asarray(value.detach())
     return value
 
 
