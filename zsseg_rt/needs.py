@@ -32,9 +32,11 @@ class Needs:
 
         return [name for name in self.modules if importlib.util.find_spec(name) is None]
 
-    def refusal(self, command: str, missing: Sequence[str]) -> str:
+    def refusal(self, command: str, missing: Sequence[str], who: str = "") -> str:
+        """``zsseg CMD needs WHAT, which this environment lacks (...): pip install ...``; ``who`` names the needing
+        one instead of the command (a Python caller's ``Session``)."""
         note = f" ({self.note})" if self.note else ""
         return (
-            f"zsseg {command} needs {self.what}, which this environment lacks ({', '.join(missing)} not installed): "
+            f"{who or 'zsseg ' + command} needs {self.what}, which this environment lacks ({', '.join(missing)} not installed): "
             f"{self.install}{note}"
         )

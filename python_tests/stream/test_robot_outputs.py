@@ -302,10 +302,9 @@ def test_a_port_in_use_is_refused_in_one_line():
         with pytest.raises(SinkError) as refused:
             FoxgloveSink(port)
     text = str(refused.value)
-    assert text == (
-        f"cannot serve Foxglove on 127.0.0.1:{port} (Failed to bind port: Address already in use (os error 98)); "
-        "choose another port: -o foxglove://127.0.0.1:PORT"
-    ), text
+    said = f"cannot serve Foxglove on 127.0.0.1:{port} (Failed to bind port: Address already in use (os error 98)); "
+    assert text == said + "choose another port: outputs=['foxglove://127.0.0.1:PORT']", text  # a script's words
+    assert refused.value.cli == said + "choose another port: -o foxglove://127.0.0.1:PORT"  # the command line's
     free = FoxgloveSink(0)  # the control: a free port (the kernel's choice, never one probed earlier) is served
     assert ("127.0.0.1", free.port) in listening_addresses(os.getpid())
     free.close()

@@ -118,8 +118,9 @@ def test_options_are_checked_by_name():
 
 
 def test_a_session_runs_the_apps_own_engine_and_leaves_it_open(tmp_path, tiny_bundle):
-    """An Engine the app opened: the session segments with it (its vocabulary set when classes are given), the
-    label maps are its results, and it is still usable afterwards (the session closes only an Engine it opened).
+    """An Engine the app opened: the session segments with it (its vocabulary set when classes are given, the app's
+    own again when the run ends), the label maps are its results, and it is still usable afterwards (the session
+    closes only an Engine it opened).
     ``live=True`` needs the Engine's preset, refused in one line otherwise."""
     from zsseg_rt import Engine
     from zsseg_rt.errors import OptionError
@@ -129,9 +130,10 @@ def test_a_session_runs_the_apps_own_engine_and_leaves_it_open(tmp_path, tiny_bu
     clip, labels = _clip(tmp_path), tmp_path / "labels"
     engine = Engine(tiny_bundle, classes="x,y,z", backend="onnxruntime")
     assert Session(clip, engine, "a,b", labels_out=str(labels)).run() == 0
-    assert engine.class_names == ["a", "b"]
+    assert engine.class_names == ["x", "y", "z"]  # the app's vocabulary again (issue 87, L9: it stayed on a, b)
     with open_source(clip) as source:
         first = source.read()
+    engine.set_classes("a,b")
     assert np.array_equal(read_labels(str(labels), 0), engine(first).labels)  # still open, the same maps
     with pytest.raises(OptionError, match=r"live=True sets the Engine's preset"):
         Session(clip, engine, "a,b", labels_out=str(tmp_path / "l2"), live=True).run()

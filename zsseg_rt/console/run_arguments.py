@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 from typing import Any, Callable, Dict, Iterator, Optional
 
 from zsseg_rt.options.run_rows import RUN_OPTIONS
 from zsseg_rt.options.run_table import PORT, REAL, WHOLE, RunOption
 
-__all__ = ["add_run_arguments", "in_flag_words", "run_flag_type", "run_values"]
+__all__ = ["add_run_arguments", "flag_words", "in_flag_words", "run_flag_type", "run_values"]
+
+_FLAG_WORDS: "contextvars.ContextVar[bool]" = contextvars.ContextVar("zsseg_rt_flag_words", default=False)
+
+
+def flag_words() -> bool:
+    """Whether the command line speaks (inside :func:`in_flag_words`): what the library says while it runs (a
+    Session's output plan: ``--overwrite`` or ``overwrite=True``) is then in the flags' words."""
+    return _FLAG_WORDS.get()
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -72,13 +81,17 @@ def run_values(args: argparse.Namespace, command: str) -> Dict[str, Any]:
 def in_flag_words() -> Iterator[None]:
     """Inside the block, an error of the package that has the command line's words (``ZssegError.cli``: an option
     refused, said with its flag) is raised as a :class:`~zsseg_rt.console.errors.CliError` saying those: the command
-    adds its words to a refusal a Python caller reads in its own (``--max-frames`` for ``max_frames``)."""
+    adds its words to a refusal a Python caller reads in its own (``--max-frames`` for ``max_frames``); what the
+    library says meanwhile is in the flags' words too (:func:`flag_words`)."""
     from zsseg_rt.console.errors import CliError
     from zsseg_rt.errors import ZssegError
 
+    token = _FLAG_WORDS.set(True)
     try:
         yield
     except ZssegError as exc:
         if not exc.cli or isinstance(exc, CliError):
             raise
         raise CliError(exc.cli) from exc
+    finally:
+        _FLAG_WORDS.reset(token)

@@ -17,13 +17,22 @@ import os
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from zsseg_rt.io_safety import AtomicFile
-from zsseg_rt.outputs.plan import CLI_FLAG, OutputPlan, StagedFile, StagedFolder
+from zsseg_rt.outputs.plan import CLI_FLAG, PYTHON_FLAG, OutputPlan, OutputRefused, StagedFile, StagedFolder
 
 from .kinds import output_kind, wrote_line
 
 __all__ = ["CameraOutputs", "input_paths"]
 
 log = logging.getLogger("zsseg_rt.stream")
+
+# a Session's words for the outputs its keywords give (the command line's flags -> the keywords)
+PYTHON_WORDS = {
+    "-o": "outputs",
+    "--labels-out": "labels_out",
+    "--stats-json": "stats_json",
+    "--save-json": "save_json",
+    "--tracks-out": "tracks_out",
+}
 
 
 def input_paths(sources: Iterable[Any]) -> List[str]:
@@ -58,34 +67,52 @@ class CameraOutputs:
         inputs,
         coco_json: Optional[str] = None,
         tracks: Sequence[str] = (),
+        python: bool = False,
     ) -> "CameraOutputs":
         """Every file output of the run, checked (see ``OutputPlan.check``): ``specs``, the ``-o`` of every source
         (placeholders expanded); ``label_folders``, the ``--labels-out`` of every source; ``coco_json``, the COCO
         masks (``--save-json``); ``tracks``, the ``--tracks-out`` of every source (``staged(path)``: its entry).
+        ``python``: the refusals in a Python caller's words (``outputs``, ``labels_out``, ``overwrite=True``: a
+        ``Session``'s; issue 87, L9), the command line's in their ``cli``.
 
         Raises:
             OutputRefused: one line naming the path and what to do; nothing was written.
         """
-        outputs = cls(OutputPlan(overwrite, CLI_FLAG, inputs=input_paths(inputs)))
+        given = (specs, label_folders, stats_json, overwrite, inputs, coco_json, tracks)
+        if not python:
+            return cls._checked(*given)
+        try:
+            return cls._checked(*given, words=PYTHON_WORDS)
+        except OutputRefused as refused:
+            try:  # the same checks in the command line's words, for its cli (they claim nothing they keep)
+                cls._checked(*given).plan.release()
+            except OutputRefused as said:
+                refused.cli = str(said)
+            raise
+
+    @classmethod
+    def _checked(cls, specs, label_folders, stats_json, overwrite, inputs, coco_json, tracks, words=None):
+        word = (lambda option: words.get(option, option)) if words else (lambda option: option)
+        outputs = cls(OutputPlan(overwrite, PYTHON_FLAG if words else CLI_FLAG, inputs=input_paths(inputs)))
         for spec in specs:
             text = str(spec).strip()
             kind = output_kind(text)
             if kind is not None and kind.plan is not None:
-                outputs._staged[text] = kind.plan(outputs.plan, kind.option, text)
+                outputs._staged[text] = kind.plan(outputs.plan, word(kind.option), text)
         labels = output_kind("labels/", "--labels-out")
         assert labels is not None and labels.plan is not None
         for folder in label_folders:
-            outputs._labels[folder] = labels.plan(outputs.plan, labels.option, folder)
+            outputs._labels[folder] = labels.plan(outputs.plan, word(labels.option), folder)
         if stats_json:
-            outputs.stats = outputs.plan.file("--stats-json", stats_json)
+            outputs.stats = outputs.plan.file(word("--stats-json"), stats_json)
         if coco_json:
             coco = output_kind(coco_json, "--save-json")
             assert coco is not None and coco.plan is not None
-            outputs.coco = coco.plan(outputs.plan, coco.option, coco_json)
+            outputs.coco = coco.plan(outputs.plan, word(coco.option), coco_json)
         for path in tracks:  # the tracks row's entry (a streamed file), found by staged(path) as an -o's
             row = output_kind(path, "--tracks-out")
             assert row is not None and row.plan is not None
-            outputs._staged[str(path).strip()] = row.plan(outputs.plan, row.option, path)
+            outputs._staged[str(path).strip()] = row.plan(outputs.plan, word(row.option), path)
         outputs.plan.check()
         return outputs
 

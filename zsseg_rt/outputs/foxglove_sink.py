@@ -96,10 +96,10 @@ def _check_resolvable(host: str, port: int) -> None:
     try:
         socket.getaddrinfo(host, None)
     except socket.gaierror as exc:
-        raise SinkError(
-            f"cannot serve Foxglove on {host}:{port}: the host {host!r} cannot be resolved ({exc.strerror}); give "
-            f"an address or name of this machine: -o foxglove://127.0.0.1:{port}"
-        ) from None
+        said = f"cannot serve Foxglove on {host}:{port}: the host {host!r} cannot be resolved ({exc.strerror}); give "
+        said += "an address or name of this machine: "
+        url = f"foxglove://127.0.0.1:{port}"
+        raise SinkError(f"{said}outputs=[{url!r}]", cli=f"{said}-o {url}") from None
 
 
 def _bindable(host: str, port: int) -> bool:
@@ -170,10 +170,9 @@ class FoxgloveSink(RobotSink):
             )
         except (RuntimeError, OSError, ValueError) as exc:
             reason = str(exc).split(": ", 1)[-1] if "FoxgloveError" in str(exc) else str(exc)
-            raise SinkError(
-                f"cannot serve Foxglove on {url_host(host)}:{port} ({reason}); choose another port: "
-                f"-o foxglove://{url_host(host)}:PORT"
-            ) from None
+            said = f"cannot serve Foxglove on {url_host(host)}:{port} ({reason}); choose another port: "
+            url = f"foxglove://{url_host(host)}:PORT"
+            raise SinkError(f"{said}outputs=[{url!r}]", cli=f"{said}-o {url}") from None
         self.host, self.port = host, int(self._server.port)
         self.name = f"foxglove:{self.url}"
         self.closed = False

@@ -381,9 +381,8 @@ class MjpegSink(FrameSink):
         try:  # a selector reads each request's head: a half-sent request holds no client thread (M7)
             self._server = PreviewServer((host, int(port)), _MjpegHandler, max_clients=MAX_PREVIEW_CLIENTS)
         except (OSError, OverflowError) as exc:
-            raise SinkError(
-                f"cannot serve the MJPEG preview on {host}:{port} ({exc}); pick another --preview port"
-            ) from exc
+            said = f"cannot serve the MJPEG preview on {host}:{port} ({exc}); pick another"
+            raise SinkError(f"{said} port: preview=PORT", cli=f"{said} --preview port") from exc
         self._server.sink = self  # type: ignore[attr-defined]
         host_port = self._server.server_address[:2]
         self.host, self.port = str(host_port[0]), int(host_port[1])

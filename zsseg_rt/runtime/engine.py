@@ -310,6 +310,17 @@ class Engine:
         named vocabulary's name), or None before ``set_classes`` / ``set_text_embeddings``."""
         return self._vocab.vocabulary if self._vocab else None
 
+    def vocabulary_snapshot(self) -> Any:
+        """The current vocabulary as prepared (its names, templates, bias and embeddings), opaque: made current again,
+        exactly, by :meth:`restore_vocabulary` (a ``Session`` given an app's Engine gives it back when the run
+        ends); None before ``set_classes``."""
+        return self._vocab
+
+    def restore_vocabulary(self, snapshot: Any) -> None:
+        """Make a :meth:`vocabulary_snapshot` of this Engine current again (nothing encoded again)."""
+        with self._lock:
+            self._vocab = snapshot
+
     def set_classes(self, names, templates: Optional[Union[str, Sequence[str]]] = None, class_bias=None) -> None:
         """Encode a vocabulary once (cached) and make it current. No re-export, no engine rebuild.
 

@@ -36,6 +36,7 @@ from typing import Any, Callable, ContextManager, Generator, Iterator, List, Opt
 from zsseg_rt.errors import OptionError
 from zsseg_rt.stream.loop.session_options import (
     SessionOptions,
+    check_option_names,
     check_output_needs,
     check_video_sources,
     engine_preset,
@@ -44,6 +45,7 @@ from zsseg_rt.stream.loop.session_options import (
     video_segmenter,
 )
 from zsseg_rt.stream.loop.session_sinks import build_sinks
+from zsseg_rt.stream.loop.vocabulary import lend_vocabulary
 
 __all__ = ["NO_OUTPUT_MESSAGE", "Session", "SessionInput", "SessionResult", "open_inputs", "replay_arguments"]
 
@@ -182,6 +184,7 @@ class Session:
         self._entered = False
         self._closing = False  # close(): the app ends its loop (a good end)
         self._left: Optional[str] = None  # why the app's loop was left without close(): a failed run (H2)
+        self._give_back: Callable[[], None] = lambda: None  # an app's Engine: gives it its vocabulary back
 
     # ---- the two ways to run -----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -320,6 +323,7 @@ class Session:
             log.error("the stream failed after its loop was left (%s): %s", self._left, exc)
         finally:
             atexit.unregister(left_open)
+            self._give_back()  # an app's Engine: its own vocabulary again
 
     def _left_loop(self) -> None:
         """The app's loop ended before the stream: by close() (a good end: the stream stopped, outputs finalised), or
@@ -433,6 +437,7 @@ class Session:
             OptionError, OutputRefused: one line naming the path and what to do.
         """
         from zsseg_rt.console.opencv_build import display_available, opencv_has_gui
+        from zsseg_rt.console.run_arguments import flag_words
         from zsseg_rt.outputs.camera_outputs import CameraOutputs
 
         options, names = self.options, [item.name for item in self.inputs]
@@ -458,9 +463,8 @@ class Session:
             )
         sources = [item.source for item in self.inputs]
         tracks = output_names(options.tracks_out, names) if options.tracks_out else []  # --tracks-out: per source
-        plan = CameraOutputs.plan_for(
-            every, label_folders, options.stats_json, options.overwrite, sources, coco, tracks=tracks
-        )
+        given = (every, label_folders, options.stats_json, options.overwrite, sources, coco, tracks)
+        plan = CameraOutputs.plan_for(*given, python=not flag_words())  # the flags' words inside in_flag_words()
         return plan, label_folders
 
     def _start(self, classes: Any, max_pixels: int, outputs: Any, label_folders: Sequence[str]) -> Any:
@@ -532,8 +536,7 @@ class Session:
         if not isinstance(self.model, (str, bytes)) and not hasattr(self.model, "__fspath__"):
             if engine_preset(self.options) is not None and getattr(self.model, "preset", None) is None:
                 raise OptionError("live=True sets the Engine's preset: open it with Engine(bundle, preset='live')")
-            if classes is not None:
-                self.model.set_classes(classes)
+            self._give_back = lend_vocabulary(self.model, classes)  # the app's vocabulary back at the run's end (L9)
             self._owns_engine = False
             return self.model
         from zsseg_rt.runtime import Engine
@@ -631,9 +634,7 @@ def _describe(sink: Any) -> Optional[dict]:
 
 
 def _options(values: dict) -> SessionOptions:
-    from zsseg_rt.options.run_rows import RUN_OPTIONS
-
-    RUN_OPTIONS.check_names(values, "Session")  # a misspelt one: "did you mean 'outputs'?"
+    check_option_names(values, "Session")  # an Engine option: where it goes; a misspelt one: the closest name
     return SessionOptions(**values)
 
 

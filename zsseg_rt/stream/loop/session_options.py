@@ -11,12 +11,12 @@ import dataclasses
 import os
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-from zsseg_rt.console.errors import CliError
 from zsseg_rt.options import LIVE, Preset
 
 __all__ = [
     "PLACEHOLDERS",
     "SessionOptions",
+    "check_option_names",
     "check_output_needs",
     "check_video_sources",
     "engine_preset",
@@ -100,9 +100,7 @@ class SessionOptions:
     def from_dict(cls, values: Dict[str, Any]) -> "SessionOptions":
         """The options ``as_dict()`` gave (a recorded run's ``"options"``), checked as given; an unknown name is
         refused with the closest one."""
-        from zsseg_rt.options.run_rows import RUN_OPTIONS
-
-        RUN_OPTIONS.check_names(values, "SessionOptions.from_dict()")
+        check_option_names(values, "SessionOptions.from_dict()")
         return cls(**values)
 
     def describe(self) -> str:
@@ -195,12 +193,36 @@ def shared_output(spec: str) -> bool:
     return kind is not None and kind.shared and not any(p in str(spec) for p in PLACEHOLDERS)
 
 
+def check_option_names(values: Dict[str, Any], caller: str) -> None:
+    """Refuse a keyword that is not a run option, in one line (TypeError): an Engine option given as one is said to
+    be the Engine's, with where it goes (issue 87, L9: ``object_min_area=`` got "unknown option" and no pointer);
+    another, with the closest run option's name.
+
+    Raises:
+        TypeError: ``Session got the Engine option 'object_min_area': give it in engine_options={'object_min_area':
+            0.0} ...``; ``Session got an unknown option 'max_frame'; did you mean 'max_frames'?``.
+    """
+    from zsseg_rt.options import ENGINE_OPTIONS
+    from zsseg_rt.options.run_rows import RUN_OPTIONS
+
+    run, engine = set(RUN_OPTIONS.names()), set(ENGINE_OPTIONS.names())
+    for name, value in values.items():
+        if name not in run and name in engine:
+            raise TypeError(
+                f"{caller} got the Engine option {name!r}: give it in engine_options={{{name!r}: {value!r}}} (the "
+                f"keywords of the Engine the session opens; an Engine of your own takes it: Engine(bundle, "
+                f"{name}={value!r}))"
+            )
+    RUN_OPTIONS.check_names(values, caller)  # a misspelt one: "did you mean 'outputs'?"
+
+
 def check_output_needs(specs: Sequence[str], command: str = "camera") -> None:
     """Refuse, in one line that says what to install, an ``-o`` whose kind needs Python packages this environment
     lacks (an MCAP file: mcap, mcap-ros2-support; Foxglove: foxglove-sdk), before anything runs.
 
     Raises:
-        CliError: ``zsseg camera needs ..., which this environment lacks (...): pip install "zsseg_rt[robots]"``.
+        OptionError: ``Session needs mcap, mcap_ros2 for outputs=['out.mcap'], which this environment lacks (...): pip
+            install "zsseg_rt[robots]"``; ``cli``: ``zsseg camera needs ... for -o out.mcap, ...`` (issue 87, L9).
     """
     from zsseg_rt.needs import Needs
     from zsseg_rt.outputs.kinds import output_kind
@@ -209,10 +231,13 @@ def check_output_needs(specs: Sequence[str], command: str = "camera") -> None:
         kind = output_kind(spec)
         if kind is None or not kind.modules:
             continue
-        needs = Needs(f"{', '.join(kind.modules)} for -o {spec}", kind.extra, kind.modules)
+        modules = ", ".join(kind.modules)
+        needs = Needs(f"{modules} for -o {spec}", kind.extra, kind.modules)
         missing = needs.missing()
         if missing:
-            raise CliError(needs.refusal(command, missing))
+            python = Needs(f"{modules} for outputs=[{spec!r}]", kind.extra, kind.modules)
+            cli = needs.refusal(command, missing)
+            raise _refused(python.refusal(command, missing, who="Session"), cli, "outputs")
 
 
 def sink_options(options: Any, fps: float, names: Sequence[str], staged: Any = None, title: str = "zsseg") -> Any:

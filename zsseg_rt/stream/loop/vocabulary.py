@@ -1,14 +1,15 @@
-"""Live vocabulary changes: a text file watched for edits (one class per line or comma-separated)."""
+"""Live vocabulary changes: a text file watched for edits (one class per line or comma-separated); an app's Engine lent
+to a run and given back with its vocabulary."""
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from zsseg_rt.vocabulary import parse_class_text, validate_class_names
 
-__all__ = ["ClassFileWatcher", "checked_names", "parse_class_text"]
+__all__ = ["ClassFileWatcher", "checked_names", "lend_vocabulary", "parse_class_text"]
 
 log = logging.getLogger("zsseg_rt.stream")
 
@@ -65,3 +66,20 @@ def checked_names(names) -> Optional[List[str]]:
         return validate_class_names(names)
     except (TypeError, ValueError):
         return None
+
+
+def lend_vocabulary(engine: Any, classes: Any) -> Callable[[], None]:
+    """An app's Engine lent to a run: ``classes`` made current (when given); returns what gives the app its vocabulary
+    back when the run ends, the run's own changes undone too (a watched class file's, the preview's class box): issue
+    87, L9 (``Session(engine, classes="p,q")`` left the app's Engine answering ``['p', 'q']``). An Engine's prepared
+    vocabulary is restored as it was (``Engine.vocabulary_snapshot``); an Engine-like object gets its names again."""
+    snapshot = getattr(engine, "vocabulary_snapshot", None)
+    if callable(snapshot):
+        kept = snapshot()
+        give_back: Callable[[], None] = lambda: engine.restore_vocabulary(kept)  # noqa: E731
+    else:
+        names = list(getattr(engine, "class_names", None) or [])
+        give_back = (lambda: engine.set_classes(names)) if names else (lambda: None)
+    if classes is not None:
+        engine.set_classes(classes)
+    return give_back
