@@ -262,11 +262,11 @@ class SegmentWorker:
         )
 
 
-def _check_vocabulary(output_dir: str, meaning: Any) -> None:
+def _check_vocabulary(output_dir: str, meaning: Any, resume: bool) -> None:
     """Refuse to write into an OUTPUT whose label maps mean something else (another vocabulary, unknown threshold or
     bundle: one folder would hold label values of two meanings; issue 79, F2), in one line: what it was made with,
     what this run has, what to do (:mod:`zsseg_rt.outputs.meaning`'s check and words); with ``resume`` False too
-    (the maps of images this run is not given would stay). Then record what this run's label values mean in
+    (the maps of images this run is not given would stay: the earlier maps count whatever ``resume`` says). Then record what this run's label values mean in
     ``vocabulary.json``, unless it is recorded already (an older file is left as it is: it is never rewritten to
     disagree with the label maps it describes)."""
     from zsseg_rt.io_safety import atomic_write_json
@@ -402,7 +402,7 @@ def prepare_batch(
         names = list(validate_class_names(classes, meta.max_classes))
     plan = plan_batch(input_path, output_dir, resume=resume, max_pixels=limit)
     _check_output_dir(output_dir, input_path)
-    _check_vocabulary(output_dir, LabelMeaning.of(names, options.get("unknown_below"), meta.digest))
+    _check_vocabulary(output_dir, LabelMeaning.of(names, options.get("unknown_below"), meta.digest), resume)
     return BatchJob(
         output_dir=os.path.abspath(output_dir),
         bundle=os.path.abspath(bundle),
