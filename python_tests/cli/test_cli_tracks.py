@@ -25,12 +25,15 @@ ENGINE = ["--backend", "onnxruntime", "--object-min-area", "0"]
 
 
 def _rows(path):
-    """MOTChallenge rows by frame: ``[(id, (x, y, w, h))]``."""
+    """MOTChallenge rows by frame in the run's numbering: ``[(id, (x, y, w, h))]`` (the file counts frames and pixels
+    from 1, as MOTChallenge does: read by hand here, not by the package's reader)."""
     rows = defaultdict(list)
     for line in path.read_text().splitlines():
         values = line.split(",")
         assert len(values) == 10 and values[7:] == ["-1", "-1", "-1"]
-        rows[int(values[0])].append((int(values[1]), tuple(int(v) for v in values[2:6])))
+        assert int(values[0]) >= 1 and int(values[2]) >= 1 and int(values[3]) >= 1, line  # MOTChallenge's origin
+        x, y, w, h = (int(v) for v in values[2:6])
+        rows[int(values[0]) - 1].append((int(values[1]), (x - 1, y - 1, w, h)))
     return dict(rows)
 
 

@@ -18,6 +18,7 @@ motmetrics = pytest.importorskip("motmetrics")
 from stream_fakes import frame_number, numbered_frame  # noqa: E402
 
 from benchmarks import tracking  # noqa: E402
+from zsseg_rt.outputs.tracks_sink import read_tracks  # noqa: E402
 from zsseg_rt.runtime.result import Result  # noqa: E402
 
 
@@ -64,14 +65,22 @@ def test_a_tracked_session_writes_motchallenge_tracks_that_score_against_the_tru
     assert all(track_id is not None for _, found in handed for track_id, _ in found)
     written = motmetrics.io.loadtxt(str(tracks), fmt="mot15-2D")  # its loader: boxes from 1, moved back by 1
     frames = sorted({int(frame) for frame, _ in written.index})
-    assert frames == list(range(16))  # numbered as the frames (their label maps) are
+    assert frames == list(range(1, 17))  # MOTChallenge's frames from 1: the label map 000000 is frame 1
+    boxes = {
+        (int(f), int(i)): tuple(int(v) for v in row[["X", "Y", "Width", "Height"]])
+        for (f, i), row in written.iterrows()
+    }
     rows = tracks.read_text().splitlines()
     assert all(row.endswith(",-1,-1,-1") and len(row.split(",")) == 10 for row in rows)
     hypotheses = [[] for _ in range(16)]
+    every = {}
     for line in rows:
         frame, track_id, x, y, w, h = (int(v) for v in line.split(",")[:6])
+        assert boxes[(frame, track_id)] == (x - 1, y - 1, w, h)  # motmetrics reads the box the loop handed out
+        every.setdefault(frame - 1, []).append((track_id, (x - 1, y - 1, w, h)))
         if track_id in {i for _, found in handed for i, b in found}:
-            hypotheses[frame].append((track_id, (x, y, w, h)))
+            hypotheses[frame - 1].append((track_id, (x - 1, y - 1, w, h)))
+    assert read_tracks(str(tracks)) == every  # the package's reader: the run's own numbering, from 0
     assert hypotheses == [found for _, found in handed]  # the file holds what the loop handed out
     result = tracking.score(sequence.truth, hypotheses)
     assert result["switches"] == 0 and result["idf1"] == 1.0 and result["tracks"] == 3

@@ -3,14 +3,15 @@ objects as MOTChallenge text, one line per object and frame::
 
     frame,id,x,y,w,h,score,-1,-1,-1
 
-``frame``: the frame's number, as every output of the run numbers it (``Frame.index``: the label map
-``000042.png`` is frame 42, a lost frame leaves a gap; ``zsseg segment``: a video's frame number, or an image's place
-among the images, from 0); ``id``: the object's ``track_id`` (``zsseg_rt.ObjectTracker``, from 1); ``x, y, w, h``:
-its box in pixels (COCO's ``bbox``: the leftmost column and top row from 0); ``score``: its score (the class's mean
-score over the region); the last three are -1 (no 3-D position), as MOTChallenge's 2-D results. py-motmetrics
-(``motmetrics.io.loadtxt(path, fmt="mot15-2D")``) and TrackEval read it; MOTChallenge's own ground truth counts
-pixels and frames from 1: py-motmetrics' loader moves both files' boxes alike (IoU unchanged), and for TrackEval,
-which reads frames from 1, add 1 to the frame column of a file that starts at frame 0.
+MOTChallenge counts frames and pixels from 1, and its readers rely on it (TrackEval refuses a frame 0;
+py-motmetrics' loader moves boxes back by one pixel), so the file does too: ``frame`` is the frame's number as every
+other output of the run numbers it, plus 1 (``Frame.index``: the label map ``000041.png`` is the file's frame 42; a
+lost frame leaves a gap; ``zsseg segment``: a video's frame number, or an image's place among the images); ``x, y``:
+the box's leftmost column and top row plus 1 (COCO's ``bbox`` and ``RegionObject.box`` count from 0), ``w, h`` its
+size in pixels; ``id``: the object's ``track_id`` (``zsseg_rt.ObjectTracker``, from 1); ``score``: its score (the
+class's mean score over the region); the last three are -1 (no 3-D position), as MOTChallenge's 2-D results.
+py-motmetrics (``motmetrics.io.loadtxt(path, fmt="mot15-2D")``) and TrackEval read it beside MOTChallenge ground
+truth. :func:`read_tracks` reads it back in the run's own numbering (frames and pixels from 0).
 
 Streamed as the frames come (``FILE.partial.txt``, flushed each frame) and put in place by the run's output plan
 (:mod:`zsseg_rt.outputs.plan`) when it has ended well; a failed run leaves ``FILE`` as it was.
@@ -19,29 +20,14 @@ Streamed as the frames come (``FILE.partial.txt``, flushed each frame) and put i
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Set, TextIO
+from typing import Any, Dict, List, Optional, Set, TextIO, Tuple
 
 from zsseg_rt.io_safety import AtomicFile, write_failure
 from zsseg_rt.outputs.plan import PYTHON_FLAG, OutputPlan
 
 from .sink_base import FrameSink, SinkError
 
-__all__ = ["TracksSink", "add_track_arguments", "mot_lines"]
-
-
-def add_track_arguments(parser: Any, sequences: str) -> None:
-    """``--track`` and ``--tracks-out FILE`` (the tracks row's help) on a command's parser (``zsseg camera``,
-    ``zsseg segment``); ``sequences``: the command's words for what one tracker follows."""
-    from .kinds import flag_help
-
-    parser.add_argument(
-        "--track",
-        action="store_true",
-        help=f"give the objects (--objects) a track id that keeps an object's identity from frame to frame ({sequences}"
-        "; docs/usage.md, 'For robots'), in every output that carries objects (the robot outputs' Detection2D.id and "
-        "annotations, COCO instances, --json) and --tracks-out; a track survives --track-max-missed frames unseen",
-    )
-    parser.add_argument("--tracks-out", metavar="FILE", help=flag_help("tracks"))  # the tracks row's words
+__all__ = ["TracksSink", "mot_lines", "read_tracks"]
 
 
 def mot_lines(frame: int, objects: Any) -> str:
@@ -55,8 +41,24 @@ def mot_lines(frame: int, objects: Any) -> str:
         if found.track_id is None:
             raise SinkError("--tracks-out writes tracked objects: give --track (Session(track=True))")
         x, y, w, h = (int(v) for v in found.box)
-        lines.append(f"{int(frame)},{int(found.track_id)},{x},{y},{w},{h},{float(found.score):.6g},-1,-1,-1\n")
+        lines.append(
+            f"{int(frame) + 1},{int(found.track_id)},{x + 1},{y + 1},{w},{h},{float(found.score):.6g},-1,-1,-1\n"
+        )
     return "".join(lines)
+
+
+def read_tracks(path: str) -> Dict[int, List[Tuple[int, Tuple[int, int, int, int]]]]:
+    """A ``--tracks-out`` file in the run's own numbering: frame (as the label maps number it, from 0) ->
+    ``[(track_id, (x, y, w, h))]`` with the box as ``RegionObject.box`` (from 0), in the file's order."""
+    found: Dict[int, List[Tuple[int, Tuple[int, int, int, int]]]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            values = line.strip().split(",")
+            if len(values) < 6:
+                continue
+            frame, track, x, y, w, h = (int(float(v)) for v in values[:6])
+            found.setdefault(frame - 1, []).append((track, (x - 1, y - 1, w, h)))
+    return found
 
 
 class TracksSink(FrameSink):
