@@ -141,3 +141,56 @@ def test_an_iterator_left_open_at_exit_is_a_failed_run_said_in_one_line(tmp_path
 
     assert Session(clip, tiny_bundle, "a,b", outputs=[str(tmp_path / "ab.mp4")], overwrite=True).run() == 0
     assert _frames(tmp_path / "ab.mp4") == FRAMES and not (tmp_path / "ab.partial.mp4").exists()
+
+
+_SECOND_LOOP = textwrap.dedent(
+    """
+    import os, sys
+    from zsseg_rt.stream import Session
+
+    s = Session([sys.argv[1]], sys.argv[2], classes="a,b", outputs=["sl.mp4"], labels_out="SLL",
+                engine_options={"backend": "onnxruntime"})
+    first = iter(s)
+    [next(first) for _ in range(2)]
+    try:
+        next(iter(s))
+    except RuntimeError as exc:
+        print("refused:", exc)
+    next(first)  # the first loop goes on
+    if sys.argv[3] == "close":
+        s.close()
+        print("exit_code", s.exit_code, sorted(os.listdir(".")))
+    """
+)
+
+
+@pytest.mark.time_bound(300)
+@pytest.mark.parametrize("end", ["close", "exit"])
+def test_a_second_loop_is_refused_and_leaves_the_first_as_it_was(tmp_path, tiny_bundle, end):
+    """A second ``iter(session)`` while the first loop runs: refused in one line, and the first loop is left as it
+    was. ``close()`` then ends it well (exit 0, sl.mp4 and SLL in place, no owner lock left); a script that ends with
+    it open is the failed run of an open loop (said once, rc 0). Before the fix the refused call took the Session's
+    loop: ``close()`` did nothing (exit_code None, nothing in place, the lock files left) and the process aborted at
+    exit ("terminate called without an active exception", rc 134)."""
+    clip = write_band_clip(tmp_path / "clip.avi", frames=FRAMES, fps=10.0, size=(64, 48))
+    script = tmp_path / "second_loop.py"
+    script.write_text(_SECOND_LOOP)
+    done = subprocess.run(
+        [sys.executable, str(script), clip, tiny_bundle, end],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "refused: a Session runs once: make a new one to run again" in done.stdout.splitlines(), done.stdout
+    assert "terminate called" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+    if end == "close":
+        assert "exit_code 0 ['SLL', 'clip.avi', 'second_loop.py', 'sl.mp4']" in done.stdout, done.stdout
+        assert 3 <= _frames(tmp_path / "sl.mp4") < FRAMES
+    else:
+        said = [line for line in done.stderr.splitlines() if "failed run" in line]
+        assert len(said) == 1 and "the interpreter exited with the loop still open" in said[0], done.stderr[-3000:]
+        assert _visible(tmp_path) == ["clip.avi", "second_loop.py", "sl.partial.mp4"]
+    locks = [os.path.join(root, name) for root, _, names in os.walk(tmp_path) for name in names]
+    assert not [path for path in locks if path.endswith(".zsseg-owner")], locks

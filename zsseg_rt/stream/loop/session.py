@@ -178,7 +178,7 @@ class Session:
         self.summary: Optional[dict] = None  # the --stats-json statistics, once the run ended
         self.written: List[Any] = []  # (the output kind, describe()) of each sink, once the run ended: "wrote ..."
         self.exit_code: Optional[int] = None  # the command's: 0, 1 (a source failed), 128 + a signal
-        self._used = False
+        self._used = False  # run() or a loop began (_claim): a Session runs once
         self._generator: Optional["weakref.ref[Generator[SessionResult, None, None]]"] = None
         self._held: Optional[Generator[SessionResult, None, None]] = None  # inside ``with``: kept until __exit__
         self._entered = False
@@ -190,6 +190,7 @@ class Session:
     def run(self) -> int:
         """Run to the end (every source done, ``max_frames``, a window's q, or SIGINT / SIGTERM); returns the
         command's exit code. The outputs are put in place when it ended well, else none is (the error raised)."""
+        self._claim()
         for _ in self._session(iterate=False):
             pass
         assert self.exit_code is not None
@@ -202,7 +203,9 @@ class Session:
         SIGTERM, or at :meth:`close` (a ``break`` inside ``with Session(...)`` closes it at the block's end). An
         exception out of the app's loop, or the loop dropped unfinished without ``close()`` (a ``break`` outside a
         ``with`` block, an iterator left open when the interpreter exits), is a failed run (issue 87, H2, M6):
-        nothing is put in place, ``exit_code`` is 1, and a warning names what was kept or removed."""
+        nothing is put in place, ``exit_code`` is 1, and a warning names what was kept or removed. A second loop
+        (or :meth:`run`) is refused here, the first left as it was (its stream, :meth:`close`, the exit hook)."""
+        self._claim()
         generator = self._session(iterate=True)
         self._generator = weakref.ref(generator)  # dropped unfinished: the generator closes, a failed run
         if self._entered:
@@ -230,6 +233,12 @@ class Session:
             self._closing = True
             generator.close()
         self._held = None
+
+    def _claim(self) -> None:
+        """The one run of this Session: a second one refused before anything of the first changes."""
+        if self._used:
+            raise RuntimeError("a Session runs once: make a new one to run again")
+        self._used = True
 
     def _abandon(self, why: str) -> None:
         """End a loop left unfinished as a failed run (see :meth:`__iter__`)."""
@@ -266,9 +275,6 @@ class Session:
         from zsseg_rt.console.signal_phases import phase
         from zsseg_rt.image_io import max_pixels_limit
 
-        if self._used:
-            raise RuntimeError("a Session runs once: make a new one to run again")
-        self._used = True
         left_open = _LeftOpen(weakref.ref(self))  # at interpreter exit, a loop still open is ended (M6)
         atexit.register(left_open)
         try:
