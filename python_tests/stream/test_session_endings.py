@@ -194,3 +194,18 @@ def test_a_second_loop_is_refused_and_leaves_the_first_as_it_was(tmp_path, tiny_
         assert _visible(tmp_path) == ["clip.avi", "second_loop.py", "sl.partial.mp4"]
     locks = [os.path.join(root, name) for root, _, names in os.walk(tmp_path) for name in names]
     assert not [path for path in locks if path.endswith(".zsseg-owner")], locks
+
+
+def test_a_closed_session_refuses_to_run(tmp_path, tiny_bundle):
+    """``close()`` before any run, then ``run()`` or a loop: refused in one line, nothing opened or written (before
+    the fix the whole stream ran and wrote out.mp4 with exit 0)."""
+    from zsseg_rt.stream import Session
+
+    clip = write_band_clip(tmp_path / "clip.avi", frames=4, fps=10.0, size=(64, 48))
+    session = Session(clip, tiny_bundle, "a,b", outputs=[str(tmp_path / "out.mp4")])
+    session.close()
+    with pytest.raises(RuntimeError, match=r"^this Session was closed: make a new one$"):
+        session.run()
+    with pytest.raises(RuntimeError, match=r"^this Session was closed: make a new one$"):
+        iter(session)
+    assert session.exit_code is None and session.engine is None and _visible(tmp_path) == ["clip.avi"]

@@ -179,6 +179,7 @@ class Session:
         self.written: List[Any] = []  # (the output kind, describe()) of each sink, once the run ended: "wrote ..."
         self.exit_code: Optional[int] = None  # the command's: 0, 1 (a source failed), 128 + a signal
         self._used = False  # run() or a loop began (_claim): a Session runs once
+        self._closed = False  # close() was called: nothing runs after it
         self._generator: Optional["weakref.ref[Generator[SessionResult, None, None]]"] = None
         self._held: Optional[Generator[SessionResult, None, None]] = None  # inside ``with``: kept until __exit__
         self._entered = False
@@ -227,15 +228,18 @@ class Session:
 
     def close(self) -> None:
         """End a loop left early as a good end (the stream stopped, its outputs finalised and put in place); nothing
-        to do after a run."""
+        to do after a run. A closed Session runs nothing more (:meth:`run` and a loop are refused)."""
         generator = self._generator() if self._generator is not None else None
         if generator is not None:
             self._closing = True
             generator.close()
-        self._held = None
+        self._held, self._closed = None, True
 
     def _claim(self) -> None:
-        """The one run of this Session: a second one refused before anything of the first changes."""
+        """The one run of this Session: refused after :meth:`close`, and a second one before anything of the first
+        changes."""
+        if self._closed:
+            raise RuntimeError("this Session was closed: make a new one")
         if self._used:
             raise RuntimeError("a Session runs once: make a new one to run again")
         self._used = True
