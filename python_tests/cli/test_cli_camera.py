@@ -64,7 +64,7 @@ def test_no_output_on_a_headless_machine_starts_no_server(tmp_path, tiny_bundle,
         port_was_free = probe.connect_ex(("127.0.0.1", 8080)) != 0
     assert cli.main(["camera", clip, "--bundle", tiny_bundle, "--classes", "a,b"]) == 1
     err = capsys.readouterr().err
-    assert "no output given" in err and "--preview 8080" in err and "-o out.mp4" in err
+    assert "no output given" in err and "--preview 8080" in err and "-o out.mp4" in err and "-o null" in err
     if port_was_free:
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", 8080)) != 0

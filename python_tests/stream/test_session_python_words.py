@@ -123,3 +123,25 @@ def test_a_taken_preview_port_is_said_with_the_keyword():
     assert str(refused.value).startswith(f"cannot serve the MJPEG preview on 127.0.0.1:{port} (")
     assert str(refused.value).endswith("; pick another port: preview=PORT") and "--" not in str(refused.value)
     assert refused.value.cli.endswith("; pick another --preview port")
+
+
+def test_no_output_names_null_for_a_loop_that_reads_the_results_only(tmp_path, tiny_bundle, monkeypatch):
+    """Review of this wave, item 8: ``Session(track=True)`` on a headless machine, iterated for ``item.objects`` only,
+    was refused naming a video, a folder and the preview, not ``outputs=['null']``; the advice it gives now runs: each
+    item's objects with their track ids, nothing written."""
+    from zsseg_rt.console import opencv_build
+    from zsseg_rt.errors import OptionError
+    from zsseg_rt.stream import Session
+
+    monkeypatch.setattr(opencv_build, "opencv_has_gui", lambda info=None: False)
+    monkeypatch.chdir(tmp_path)
+    clip = write_band_clip(tmp_path / "clip.avi", frames=3)
+    with pytest.raises(OptionError) as caught:
+        list(Session([clip], tiny_bundle, "a,b", track=True))
+    assert str(caught.value).endswith(", or outputs=['null'] (nothing written: the results in your own loop only)")
+    assert caught.value.cli.endswith(", or -o null (nothing written: the run's statistics only)")
+    items = list(Session([clip], tiny_bundle, "a,b", track=True, outputs=["null"]))
+    assert len(items) == 3 and all(item.objects is not None for item in items)
+    ids = [obj.track_id for item in items for obj in item.objects]
+    assert ids and min(ids) >= 1  # every object tracked (ids from 1)
+    assert sorted(os.listdir(tmp_path)) == ["clip.avi"]

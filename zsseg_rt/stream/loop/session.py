@@ -53,12 +53,13 @@ log = logging.getLogger("zsseg_rt.stream")
 
 NO_OUTPUT_MESSAGE = (
     "no output given and no window possible here (headless OpenCV or no display): give -o out.mp4 (a video file), "
-    "-o frames/ (a folder of images), or --preview 8080 (watch it in a browser: MJPEG on http://127.0.0.1:8080/)"
+    "-o frames/ (a folder of images), --preview 8080 (watch it in a browser: MJPEG on http://127.0.0.1:8080/), or "
+    "-o null (nothing written: the run's statistics only)"
 )
 NO_OUTPUT_WORDS = (  # the same, to a Python caller
     "no output given and no window possible here (headless OpenCV or no display): give outputs=['out.mp4'] (a "
-    "video file), outputs=['frames/'] (a folder of images), or preview=8080 (watch it in a browser: MJPEG on "
-    "http://127.0.0.1:8080/)"
+    "video file), outputs=['frames/'] (a folder of images), preview=8080 (watch it in a browser: MJPEG on "
+    "http://127.0.0.1:8080/), or outputs=['null'] (nothing written: the results in your own loop only)"
 )
 _RESULTS_QUEUE = 4  # results waiting for the app's loop; then the stream loop waits (the app sets the pace)
 
@@ -473,8 +474,8 @@ class Session:
             )
         sources = [item.source for item in self.inputs]
         tracks = output_names(options.tracks_out, names) if options.tracks_out else []  # --tracks-out: per source
-        given = (every, label_folders, options.stats_json, options.overwrite, sources, coco, tracks)
-        plan = CameraOutputs.plan_for(*given, python=not flag_words())  # the flags' words inside in_flag_words()
+        declared = (every, label_folders, options.stats_json, options.overwrite, sources, coco, tracks)
+        plan = CameraOutputs.plan_for(*declared, python=not flag_words())  # the flags' words inside in_flag_words()
         return plan, label_folders
 
     def _start(self, classes: Any, max_pixels: int, outputs: Any, label_folders: Sequence[str]) -> Any:
