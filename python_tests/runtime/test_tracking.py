@@ -128,6 +128,24 @@ def test_update_refuses_what_is_no_object():
         ObjectTracker().update([{"box": [0, 0, 1, 1]}])
 
 
+def test_update_takes_a_result_as_its_objects():
+    """Review of this wave, item 9: ``update(result)`` said "'Result' object is not iterable"; a Result is taken as
+    its ``objects()`` (the Engine's limits on it), frame after frame, the ids those of its objects."""
+    from zsseg_rt.runtime.result import Result
+
+    def result(*rectangles):
+        labels = _frame(*rectangles).astype(np.int32)
+        return Result(labels, np.ones(labels.shape, np.float32), NAMES, object_min_area=0.0)
+
+    by_result, by_objects = ObjectTracker(), ObjectTracker()
+    for step in range(3):
+        shown = result((1, 2 + 6 * step, 2, 10, 10), (2, 40, 30, 15, 15))
+        tracked = by_result.update(shown)
+        expected = by_objects.update(shown.objects())
+        assert [(o.name, o.box, o.track_id) for o in tracked] == [(o.name, o.box, o.track_id) for o in expected]
+        assert [o.track_id for o in tracked] == [1, 2, 3]  # floor, person, box: the same ids each frame
+
+
 # ---- judged by py-motmetrics ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def judged():

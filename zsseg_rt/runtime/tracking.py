@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from zsseg_rt.options import ENGINE_OPTIONS
 
 from .objects import FrameObjects, RegionObject
+from .result import Result
 
 __all__ = ["DEFAULT_MAX_MISSED", "ObjectTracker", "SourceTrackers", "crop_mask"]
 
@@ -175,15 +176,18 @@ class ObjectTracker:
         """Tracks alive now (seen within ``max_missed`` frames)."""
         return sum(len(tracks) for tracks in self._tracks.values())
 
-    def update(self, objects: Iterable[RegionObject]) -> FrameObjects:
+    def update(self, objects: Union[Iterable[RegionObject], Result]) -> FrameObjects:
         """One frame's objects with their ``track_id`` set, in their order (``dropped`` kept).
 
         Args:
-            objects: a :class:`FrameObjects` (or a sequence of :class:`RegionObject`) of the next frame.
+            objects: a :class:`FrameObjects` (or a sequence of :class:`RegionObject`) of the next frame, or its
+                ``Result``, whose ``objects()`` are taken (the Engine's ``object_min_area`` and ``max_objects``).
 
         Raises:
             TypeError: an item is not a ``RegionObject``.
         """
+        if isinstance(objects, Result):  # (it was "'Result' object is not iterable")
+            objects = objects.objects()
         given = list(objects)
         for item in given:
             if not isinstance(item, RegionObject):
