@@ -202,6 +202,33 @@ def test_stats_json_records_the_resolved_options_and_a_replay_writes_the_same(tm
     assert replayed == again
 
 
+def test_a_per_source_output_is_refused_in_its_own_words(tmp_path, monkeypatch, capsys):
+    """Review of this wave, item 2: ``--tracks-out two.txt`` with two sources was refused as "-o two.txt names one
+    output ... e.g. -o two_{source}.txt", ``tracks_out='t.txt'`` as "outputs 't.txt' ..."; each output is named in
+    its own words, its example too (``labels_out`` as well), nothing opened."""
+    from zsseg_rt import cli
+    from zsseg_rt.errors import OptionError
+    from zsseg_rt.stream import Session
+
+    monkeypatch.chdir(tmp_path)
+    clip = write_band_clip(tmp_path / "clip.avi", frames=2)
+    said = "names one output, but 2 sources are given (clip, front): put {source} (each source's name) or {index} "
+    said += "(its position) in it, e.g."
+    for keyword, value, example, flag in (
+        ("tracks_out", "t.txt", "t_{source}.txt", "--tracks-out"),
+        ("labels_out", "L", "L/{source}/", "--labels-out"),
+    ):
+        with pytest.raises(OptionError) as caught:
+            Session([clip, f"front={clip}"], "no-bundle", "a", outputs=["null"], **{keyword: value}).run()
+        assert str(caught.value) == f"{keyword}={value!r} {said} {keyword}={example!r}"
+        assert caught.value.cli == f"{flag} {value} {said} {flag} {example}"
+    argv = ["camera", clip, f"front={clip}", "--bundle", "no-bundle", "--classes", "a", "--track"]
+    assert cli.main([*argv, "--tracks-out", "two.txt", "-o", "two.mcap"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err[-1] == f"zsseg camera: error: --tracks-out two.txt {said} --tracks-out two_{{source}}.txt", err
+    assert sorted(os.listdir(tmp_path)) == ["clip.avi"]
+
+
 def test_the_packages_errors_are_one_hierarchy():
     """A Python caller catches every refusal of the package as ``zsseg_rt.errors.ZssegError``, each still the
     built-in error it was (a ValueError, an OSError, a RuntimeError); the command line prints its own words."""

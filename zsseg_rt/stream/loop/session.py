@@ -459,7 +459,7 @@ class Session:
         check_video_sources(options, [item.source for item in self.inputs])  # --stabilize-delay: recorded video
         specs = [output_names(spec, names) for spec in options.outputs]  # every refusal before anything opens
         check_output_needs(options.outputs, self.command)  # a kind whose packages are missing: what to install
-        label_folders = output_names(options.labels_out, names) if options.labels_out else []
+        label_folders = output_names(options.labels_out, names, "labels_out") if options.labels_out else []
         every: List[str] = []
         for given_spec, expanded in zip(options.outputs, specs):
             every += [given_spec] if shared_output(given_spec) else list(expanded)  # a shared output: once
@@ -473,7 +473,7 @@ class Session:
                 cli=f"--save-json {coco}: {said}: record it first (-o clip.mp4), or use --labels-out DIR",
             )
         sources = [item.source for item in self.inputs]
-        tracks = output_names(options.tracks_out, names) if options.tracks_out else []  # --tracks-out: per source
+        tracks = output_names(options.tracks_out, names, "tracks_out") if options.tracks_out else []  # per source
         declared = (every, label_folders, options.stats_json, options.overwrite, sources, coco, tracks)
         plan = CameraOutputs.plan_for(*declared, python=not flag_words())  # the flags' words inside in_flag_words()
         return plan, label_folders

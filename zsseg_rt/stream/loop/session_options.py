@@ -143,16 +143,17 @@ def one_or_many_outputs(outputs: Any) -> List[str]:
 PLACEHOLDERS = ("{source}", "{index}")
 
 
-def output_names(spec: str, names: Sequence[str]) -> List[str]:
-    """The ``-o`` spec of each source: ``{source}`` replaced by its name and ``{index}`` by its position. With several
-    sources a spec naming one file or folder is refused (they would all write into it). The rule is the kind's row
+def output_names(spec: str, names: Sequence[str], option: str = "outputs") -> List[str]:
+    """The spec of each source of output ``option`` (``outputs``: an ``-o``; ``labels_out``, ``tracks_out``: their
+    flags'): ``{source}`` replaced by its name and ``{index}`` by its position. With several sources a spec naming one
+    file or folder is refused (they would all write into it). For ``-o`` the rule is the kind's row
     (``OutputKind.sources``): an ``EACH`` kind (a window, one per source; ``null``) needs no placeholder, nor a
     ``SHARED`` one (an ``.mcap`` file, ``foxglove://``: one output for every source, topics per source; the same spec
     for each); a ``SINGLE`` one (an MJPEG URL) is refused with several sources.
 
     Raises:
         OptionError: several sources and a fixed file name, or a kind that shows one source (its row says what to
-            use); in a Python caller's words, the ``-o`` flag's in ``cli``.
+            use); in a Python caller's words (``outputs 'o.mp4'``, ``tracks_out='t.txt'``), the flag's in ``cli``.
     """
     from zsseg_rt.outputs.kinds import EACH, SINGLE, output_kind
 
@@ -160,7 +161,7 @@ def output_names(spec: str, names: Sequence[str]) -> List[str]:
     per_source = [text.replace("{source}", name).replace("{index}", str(i)) for i, name in enumerate(names)]
     if len(names) == 1:
         return per_source
-    kind = output_kind(text)
+    kind = output_kind(text) if option == "outputs" else None
     if kind is not None and kind.sources == SINGLE:
         instead = kind.several or "one -o each"
         raise _refused(
@@ -169,8 +170,9 @@ def output_names(spec: str, names: Sequence[str]) -> List[str]:
             f"-o {text}: {kind.what} shows one stream; with {len(names)} sources use {instead}",
             "outputs",
         )
-    if (kind is not None and kind.sources == EACH) or shared_output(text):
+    if (kind is not None and kind.sources == EACH) or (option == "outputs" and shared_output(text)):
         return [text] * len(names)
+    named, flag = _output_words(option)
     if not any(placeholder in text for placeholder in PLACEHOLDERS):
         stem, ext = os.path.splitext(text.rstrip("/\\"))
         example = f"{stem}_{{source}}{ext}" if ext else os.path.join(stem, "{source}") + "/"
@@ -178,11 +180,22 @@ def output_names(spec: str, names: Sequence[str]) -> List[str]:
             f"names one output, but {len(names)} sources are given ({', '.join(names)}): put {{source}} (each "
             "source's name) or {index} (its position) in it, e.g."
         )
-        raise _refused(f"outputs {text!r} {said} {example!r}", f"-o {text} {said} -o {example}", "outputs")
+        instead = repr(example) if option == "outputs" else named(example)  # outputs=[...]: the spec alone
+        raise _refused(f"{named(text)} {said} {instead}", f"{flag} {text} {said} {flag} {example}", option)
     if len(set(per_source)) != len(per_source):
         said = "gives two sources the same output: use {source} or {index}"
-        raise _refused(f"outputs {text!r} {said}", f"-o {text} {said}", "outputs")
+        raise _refused(f"{named(text)} {said}", f"{flag} {text} {said}", option)
     return per_source
+
+
+def _output_words(option: str) -> Any:
+    """How a refusal names a value of output ``option`` to a Python caller, and the option's flag: ``outputs
+    'o.mp4'`` and ``-o``; ``tracks_out='t.txt'`` and its row's flag, ``--tracks-out``."""
+    if option == "outputs":
+        return (lambda value: f"outputs {value!r}"), "-o"
+    from zsseg_rt.options.run_rows import RUN_OPTIONS
+
+    return (lambda value: f"{option}={value!r}"), RUN_OPTIONS[option].flag_words() or option
 
 
 def shared_output(spec: str) -> bool:

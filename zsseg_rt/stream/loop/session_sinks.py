@@ -47,7 +47,7 @@ def build_sinks(
         if outputs.coco is not None:  # save_json: one file, every source's frames
             coco = SinkOptions(staged=outputs.coco, sources=names)
             shared.append(open_output(str(options.save_json), coco, "--save-json"))
-        tracks = output_names(options.tracks_out, names) if options.tracks_out else []
+        tracks = output_names(options.tracks_out, names, "tracks_out") if options.tracks_out else []
         for index, path in enumerate(tracks):  # --tracks-out: one MOTChallenge file per source
             track_file = SinkOptions(staged=outputs.staged(path), sources=[inputs[index].name])
             per_source[index].append(open_output(path, track_file, "--tracks-out"))
