@@ -178,14 +178,19 @@ def test_camera_live_runs_one_window_a_keyframe_every_4(tmp_path, tiny_bundle, m
     at its start what the preset trades (one window of WxH, a keyframe every 4 frames, the flow's preset) and writes
     it into --stats-json ("preset"). Control: without ``--live`` the bundle's resize, every frame a keyframe and no
     preset said or written."""
+    import itertools
+
     import zsseg_rt.runtime as runtime
     from zsseg_rt import cli
+    from zsseg_rt.stream.video_filter import live_window
 
     made = record_made(monkeypatch, runtime, "Engine")
+    ticks = itertools.count()  # the live window's warm-up clock: every span 0.01 s, so the full window is kept
+    monkeypatch.setattr(live_window, "CLOCK", lambda: next(ticks) * 0.01)
     clip = write_band_clip(tmp_path / "clip.avi", frames=8, fps=10.0, size=(160, 120))
     labels, stats = tmp_path / "labels", tmp_path / "stats.json"
     argv = [clip, "--bundle", tiny_bundle, "--classes", "a,b,c", "--labels-out", str(labels)]
-    with caplog.at_level("INFO", logger="zsseg_rt.stream"):
+    with caplog.at_level("INFO", logger="zsseg_rt"):
         assert cli.main(["camera", *argv, "--stats-json", str(stats), *(["--live"] if live else [])]) == 0
     size = made[0].meta.crop_size
     assert len(made) == 1 and (made[0].pipeline.test_scale == [size, size]) is live
@@ -201,3 +206,34 @@ def test_camera_live_runs_one_window_a_keyframe_every_4(tmp_path, tiny_bundle, m
     assert preset["name"] == "live" and preset["window"] == [size, size] and preset["keyframe_every"] == 4
     assert (preset["flow_preset"], preset["flow_stride"]) == ("fast", 4) and preset["line"] in caplog.text
     assert f"one window of {size}x{size}" in preset["line"] and "a keyframe every 4 frames" in preset["line"]
+    # the exact CPU path (ONNX Runtime fp32): the window measured on the first frame, said in one line (issue 90)
+    choice = preset["window_choice"]
+    assert choice["size"] == size and choice["met"] and list(choice["measured"]) == [str(size)]
+    assert (
+        choice["line"].startswith(f"live window: the full {size}x{size}: expected ") and choice["line"] in caplog.text
+    )
+
+
+def test_camera_live_window_size_pins_the_window(tmp_path, tiny_bundle, monkeypatch):
+    """``--live --window-size 32``: each frame in one window of 32 (the tiny graph's 64 rewritten), nothing measured
+    (a clock that fails if read), the label maps at the frame's size, --stats-json's window 32; ``--window-size 40``
+    is refused in one line (exit 1, when the Engine opens: the bundle says which sizes), nothing written."""
+    from zsseg_rt import cli
+    from zsseg_rt.stream.video_filter import live_window
+
+    monkeypatch.setattr(live_window, "CLOCK", lambda: pytest.fail("a pinned window is not measured"))
+    clip = write_band_clip(tmp_path / "clip.avi", frames=4, fps=10.0, size=(160, 120))
+    labels, stats = tmp_path / "labels", tmp_path / "stats.json"
+    argv = ["camera", clip, "--bundle", tiny_bundle, "--classes", "a,b,c", "--labels-out", str(labels), "--live"]
+    assert cli.main([*argv, "--window-size", "32", "--stats-json", str(stats)]) == 0
+    assert read_labels(str(labels), 3).shape == (120, 160)
+    with open(stats, encoding="utf-8") as handle:
+        preset = json.load(handle)["preset"]
+    assert preset["window"] == [32, 32] and "window_choice" not in preset
+    refused = _camera([*argv[1:-2], str(tmp_path / "l2"), "--live", "--window-size", "40"])
+    assert refused.returncode == 1, refused.stderr  # (refused when the Engine opens: the bundle says the sizes)
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "zsseg camera: error: --window-size: expected a multiple of 16 in [16, 64] (this bundle's patch and graph "
+        "window), got 40"
+    ), refused.stderr
+    assert not (tmp_path / "l2").exists() or _visible(tmp_path / "l2") == []

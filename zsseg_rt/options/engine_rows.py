@@ -306,6 +306,23 @@ ENGINE_OPTIONS = OptionTable(
             refusal=_WINDOWED_ONLY,
         ),
         EngineOption(
+            "window_size",
+            None,
+            "int or None",
+            "the encoder's input: each image fitted in one window of N x N (N a multiple of the patch, at most the "
+            "bundle's graph size, e.g. 512, 448, 384, 320, 256) and the encoder and head run at N: fewer tokens, "
+            "faster, at a lower resolution (labels differ from the bundle's resize). A window below the graph's "
+            "runs the exact fp32 graphs on ONNX Runtime on the CPU (a fixed-size graph rewritten for N: needs onnx). "
+            "Default: the bundle's window and resize; with --live on that path, chosen on the first frame from a "
+            'measured warm-up (docs/video.md, "Live video"); --window-size pins it.',
+            doc="``Engine.pipeline.window_size`` says which window runs; ``runtime/pipelines/window.py``.",
+            flag="--window-size",
+            metavar="N",
+            minimum=1,
+            kinds=("windowed",),
+            refusal=_WINDOWED_ONLY,
+        ),
+        EngineOption(
             "object_min_area",
             0.001,
             "float",

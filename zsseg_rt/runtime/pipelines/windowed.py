@@ -86,6 +86,48 @@ class WindowedPipeline(Pipeline):
         fallback = options.whole_fallback
         ENGINE_OPTIONS["whole_fallback"].check_value(fallback)  # (checked by the Engine already; its row's words)
         self.whole_fallback: Optional[str] = fallback
+        self._bundle = (meta, self.postprocessor, list(self.test_scale))  # the bundle's window (use_window(None))
+        self.bundle_meta = meta  # the bundle's own meta.json, whatever window runs (self.meta: the window's)
+        self.window_size = int(meta.image_size)  # the encoder's input side now (use_window)
+        if options.window_size is not None:
+            if given not in (None, "window"):
+                raise ValueError(
+                    f"window_size={options.window_size} fits each image in one window of that size: it takes "
+                    f"test_scale=None or 'window', got test_scale={given!r}"
+                )
+            self.use_window(options.window_size)
+
+    def use_window(self, size: Optional[int]) -> None:
+        """From the next call on, each image fitted in one window of ``size`` x ``size`` and the encoder and head
+        run at that size (``Engine(window_size=)``, ``zsseg camera --live``'s choice; ``window.py``); None: the
+        bundle's own window and resize again. A window below the graph's own runs the exact fp32 graphs on ONNX
+        Runtime on the CPU (host path); elsewhere it is refused in one line."""
+        from .window import any_size, check_window_size, window_meta, window_runner
+
+        meta, post, scale = self._bundle
+        size = int(meta.image_size) if size is None else check_window_size(meta, size)
+        runner = getattr(self.backend, "runner", self.backend)
+        base = getattr(runner, "base", runner)  # a runner at another window: the bundle's beneath it
+        if size != meta.image_size and not any_size(meta):
+            path = f"{getattr(base, 'name', type(base).__name__)} {getattr(base, 'precision', None) or 'fp32'}"
+            if self.device is not None or path != "onnxruntime fp32" or getattr(base, "runs_on_gpu", False):
+                raise ValueError(
+                    f"window_size={size}: a window below the graph's {meta.image_size} runs the exact graphs on ONNX "
+                    f"Runtime on the CPU, and this Engine runs {path}"
+                    + (" on its device pipeline" if self.device is not None else "")
+                    + ": Engine(..., backend='onnxruntime', device='cpu', precision='fp32')"
+                )
+            base = window_runner(meta, base, size, int(self.options.threads or 0))
+        with self._device_lock:
+            if size == meta.image_size:
+                self.meta, self.postprocessor = meta, post
+                self.test_scale = list(scale) if self.options.window_size is None else [size, size]
+            else:
+                self.meta = window_meta(meta, size)
+                self.postprocessor = Postprocessor.from_meta(self.meta, mode=self.options.mode)
+                self.test_scale = [size, size]
+            self.backend = WindowedGraphs(base, self.meta) if base is not self.backend else base
+            self.window_size = size
 
     def _build_device(self) -> None:
         """The device pipeline over the current backend (None: the host path), its vocabulary not uploaded yet."""
@@ -124,6 +166,8 @@ class WindowedPipeline(Pipeline):
         with self._device_lock:
             super().replace_backend(backend, plan)
             self.device, self._device_vocab = device, None
+            self.meta, self.postprocessor, scale = self._bundle  # the new path runs the bundle's own window
+            self.window_size, self.test_scale = int(self.meta.image_size), list(scale)
 
     @property
     def inference(self) -> str:

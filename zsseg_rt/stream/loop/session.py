@@ -569,7 +569,8 @@ class Session:
         summary["backend"] = engine.backend.name
         precision = getattr(engine.backend, "precision", None)
         summary["speed"] = speed.as_dict(engine.backend.name, precision)  # ms per frame per stage (the line below)
-        if self.trades is not None:
+        if self.trades is not None:  # again: --live's window is chosen on the first frame (live_window.py)
+            self.trades = self.segment.trades()
             summary["preset"] = self.trades
         summary["options"] = self.resolved_options()  # what the run ran with: replayable (replay_arguments)
         # the device pipeline's post-processing kernel per geometry, chosen by timing or pinned (None: the host path)

@@ -29,6 +29,7 @@ from zsseg_rt.options import ENGINE_OPTIONS
 from zsseg_rt.runtime.result import Result, mark_unknown
 
 from .filter_arrays import DeviceArrays, HostArrays
+from .live_window import live_window_reason, measure_window
 from .lookahead import LookAheadFilter
 from .temporal import FlowEstimator, StreamFilter, TemporalOptions
 
@@ -168,6 +169,8 @@ class VideoSegmenter:
         self._flow_function = flow_function
         self._streams: Dict[int, _Stream] = {}
         self._lock = threading.Lock()
+        self.window_choice: Any = None  # --live's window, chosen on the first frame (live_window.py)
+        self._choose_window = self.delay == 0 and live_window_reason(engine, self.preset) is None
 
     def _device_memory(self, device: Any) -> Any:
         """The device pipeline's memory the filter runs on (None: the host), as ``device`` asks."""
@@ -196,9 +199,12 @@ class VideoSegmenter:
         scale = getattr(getattr(self.engine, "pipeline", None), "test_scale", None)
         window = (int(scale[1]), int(scale[0])) if scale and scale[0] == scale[1] else None  # one window: WxH
         every = self.options.keyframe_every
-        return self.preset.trades(
+        trades = self.preset.trades(
             window, every, self.options.flow_preset, self.options.flow_stride, self.options.adaptive
         )
+        if self.window_choice is not None:  # --live's window, measured on the first frame (live_window.py)
+            trades["window_choice"] = self.window_choice.as_dict()
+        return trades
 
     @property
     def on_device(self) -> bool:
@@ -292,7 +298,7 @@ class VideoSegmenter:
         (``MultiStreamRunner``) uses it. None where frames cannot be in flight: an active filter (each keyframe's
         result feeds the next frame's), or an engine without ``in_flight``."""
         opener = getattr(self.engine, "in_flight", None)
-        if self.options.active or not callable(opener):
+        if self.options.active or not callable(opener) or self._choose_window:  # (the window's warm-up first)
             return None
         return _VideoFlight(opener(depth, self.color_order))
 
@@ -321,6 +327,9 @@ class VideoSegmenter:
         return getattr(self.engine, "vocabulary", None) or tuple(self.class_names)
 
     def _segment(self, streams: List[int], frames: List[np.ndarray]) -> List[Any]:
+        if self._choose_window:  # --live on the exact CPU path: the window from a warm-up on the first frame
+            self._choose_window = False
+            self._measure_window(self._checked(frames[0]))
         start = time.perf_counter()
         if not self.options.active:
             results = self._engine_call(frames, scores=False)
@@ -445,6 +454,13 @@ class VideoSegmenter:
         elif channels == 4:
             frame = frame[:, :, :3]  # the colour channels, in the frame's own order (color_order)
         return np.ascontiguousarray(frame)  # a crop of a larger image is a view: OpenCV wants rows in one block
+
+    def _measure_window(self, frame: np.ndarray) -> None:
+        """``live_window.measure_window`` on ``frame`` with this segmenter's keyframe call and flow."""
+        o = self.options
+        flow = FlowEstimator(o.flow_preset, o.flow_stride, o.photometric_tolerance, self._flow_function)
+        keyframe = lambda: self._engine_call([frame], scores=o.stabilize)  # noqa: E731
+        self.window_choice = measure_window(self.engine, keyframe, frame, flow, o.keyframe_every, self.color_order)
 
     def _engine_call(self, frames: List[np.ndarray], scores: bool) -> List[Result]:
         order = {} if self.color_order == "bgr" else {"color_order": self.color_order}  # an engine-like callable

@@ -1,0 +1,213 @@
+"""``--live``'s window on the exact CPU path (issue 90 item 3; ``zsseg_rt/stream/video_filter/live_window.py``): the
+window chosen from a warm-up measured with an injected clock (no timing here), the line that says what it trades, a
+pinned window (``Engine(window_size=N)``, ``--window-size N``) and a bad one refused in one line."""
+
+import itertools
+import logging
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from zsseg_rt.stream.video_filter import live_window
+from zsseg_rt.stream.video_filter.live_window import choose_window, live_window_reason, measure_window
+
+CLASSES = "a,b,c"
+# seconds of one keyframe at each window of a 512 graph (ViT-B/16-like), and of one propagated frame
+COSTS = {512: 1.0, 448: 0.8, 384: 0.6, 320: 0.45, 256: 0.3}
+PROPAGATED = 0.05
+
+
+class _Pipeline:
+    """A windowed pipeline's face to the chooser: its window, set by ``use_window`` (each call recorded)."""
+
+    def __init__(self, size=512, patch=16):
+        self.bundle_meta = SimpleNamespace(image_size=size, patch_size=patch)
+        self.window_size, self.set = size, []
+
+    def use_window(self, size):
+        self.window_size = size
+        self.set.append(size)
+
+
+class _Clock:
+    """The injected clock: the keyframe call and the flow advance it by their cost at the current window."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class _Flow:
+    def __init__(self, clock):
+        self.clock = clock
+
+    def prepare(self, frame, order="bgr"):
+        self.clock.now += PROPAGATED
+        return frame[..., 0]
+
+    def flow(self, a, b):
+        return np.zeros(a.shape + (2,), np.float32)
+
+    def check(self, a, b, flow):
+        return np.ones(a.shape, bool)
+
+
+def _measure(costs, every=4, target=5.0):
+    clock, pipeline = _Clock(), _Pipeline()
+    engine = SimpleNamespace(pipeline=pipeline, backend=SimpleNamespace(name="onnxruntime", precision="fp32"))
+    pipeline.backend = engine.backend
+
+    def keyframe():
+        clock.now += costs[pipeline.window_size]
+
+    frame = np.zeros((576, 768, 3), np.uint8)
+    choice = measure_window(engine, keyframe, frame, _Flow(clock), every, clock=clock, target=target)
+    return choice, pipeline
+
+
+def test_the_largest_window_that_reaches_the_rate_is_kept(caplog):
+    """512: 4 / (1.0 + 3 * 0.05) = 3.5 fps, 448: 4.2, 384: 5.3 >= 5: 384 is kept, and 320 and 256 are never
+    measured; the line says the window, its expected rate, the full window's and how to keep it."""
+    with caplog.at_level(logging.INFO, logger="zsseg_rt"):
+        choice, pipeline = _measure(COSTS)
+    assert (choice.size, choice.full_size, choice.met) == (384, 512, True)
+    assert pipeline.set == [512, 448, 384] and pipeline.window_size == 384  # measured largest first, then kept
+    assert list(choice.measured) == [512, 448, 384]
+    assert choice.fps == pytest.approx(4 / 0.75) and choice.full_fps == pytest.approx(4 / 1.15)
+    line = choice.line
+    assert line == caplog.records[-1].getMessage() and "\n" not in line
+    assert line == (
+        "live window: 384x384 instead of 512x512: expected 5.3 fps (512x512: 3.5 fps; target 5, a keyframe every 4 "
+        "frames), measured on the first frame on this CPU (onnxruntime fp32); labels at 384 differ from the full "
+        'window\'s (docs/video.md, "Live video"); --window-size 512 keeps it'
+    )
+    assert choice.as_dict()["measured"] == {"512": 3.478, "448": 4.211, "384": 5.333}
+
+
+def test_the_full_window_is_kept_where_it_reaches_the_rate():
+    """A machine where 512 already reaches 5 fps: nothing smaller is measured, the full window runs."""
+    choice, pipeline = _measure({size: cost / 4 for size, cost in COSTS.items()})
+    assert choice.size == 512 and pipeline.set == [512] and choice.met
+    assert choice.line == (
+        "live window: the full 512x512: expected 10.0 fps (target 5, a keyframe every 4 frames), measured on the "
+        "first frame on this CPU (onnxruntime fp32)"
+    )
+
+
+def test_where_no_window_reaches_the_rate_the_smallest_runs_and_the_line_says_so():
+    choice, pipeline = _measure({size: cost * 4 for size, cost in COSTS.items()})
+    assert choice.size == 256 and not choice.met and pipeline.set == [512, 448, 384, 320, 256]
+    assert choice.line.startswith(
+        "live window: 256x256 instead of 512x512, the smallest measured: expected 3.0 fps (512x512: 1.0 fps; target 5 "
+        "not met on this CPU, a keyframe every 4 frames)"
+    )
+
+
+def test_the_rate_counts_the_keyframe_interval():
+    """Every frame a keyframe (``--live --keyframe-every 1``): the rate is one over the keyframe's time."""
+    choice = choose_window([512, 448, 384, 320, 256], COSTS.__getitem__, PROPAGATED, every=1)
+    assert choice.size == 256 and choice.fps == pytest.approx(1 / 0.3)  # 3.3 < 5: none reaches it
+
+
+def test_only_the_exact_cpu_path_of_the_live_preset_chooses():
+    """Where a reduced precision passed the gate, a GPU or a device pipeline, or a window is pinned: nothing is
+    chosen (the reason, for the debug log)."""
+    from zsseg_rt.options import LIVE
+
+    def engine(name="onnxruntime", precision="fp32", gpu=False, device=None, window_size=None):
+        runner = SimpleNamespace(name=name, precision=precision, runs_on_gpu=gpu)
+        pipeline = SimpleNamespace(backend=SimpleNamespace(runner=runner), device=device, use_window=None)
+        return SimpleNamespace(pipeline=pipeline, options=SimpleNamespace(window_size=window_size))
+
+    assert live_window_reason(engine(), LIVE) is None
+    assert live_window_reason(engine(), None) == "not the live preset's Engine"
+    assert live_window_reason(engine("openvino", "int8"), LIVE) == "openvino int8: the full window runs"
+    assert live_window_reason(engine(gpu=True), LIVE) == "onnxruntime fp32 on a GPU: the full window runs"
+    assert live_window_reason(engine(device=object()), LIVE) == "onnxruntime fp32: the full window runs"
+    assert live_window_reason(engine(window_size=384), LIVE) == "window_size=384 pinned"
+
+
+def _frames(count=6, size=(120, 160)):
+    """A still camera: one frame again and again (the flow is confident: keyframes by the interval only)."""
+    frame = np.random.default_rng(0).integers(0, 256, size + (3,), dtype=np.uint8)
+    return [frame] * count
+
+
+def test_live_chooses_the_window_on_the_first_frame(tiny_bundle, monkeypatch, caplog):
+    """``VideoSegmenter(Engine(bundle, preset=LIVE))`` on ONNX Runtime fp32: the first frame measures the tiny
+    bundle's windows (64, 48, 32) with the injected clock, keeps 48 (64 misses the rate, 48 reaches it) and runs
+    every frame at 48, labels at the frame's size; ``trades()`` holds the choice. The engine's own test resize is
+    then one window of 48."""
+    from zsseg_rt import Engine
+    from zsseg_rt.options import LIVE
+    from zsseg_rt.stream import VideoSegmenter
+
+    engine = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device="cpu", preset=LIVE)
+    times = {64: 1.0, 48: 0.5, 32: 0.1}  # seconds a keyframe at each window: 4 / 1.03 fps, 4 / 0.53, (not reached)
+    calls, now = itertools.count(), [0.0]
+
+    def tick():  # the warm-up reads it in pairs: the flow's span (0.01 s), then each keyframe's (its window's cost)
+        index = next(calls)
+        if index % 2:
+            now[0] += 0.01 if index == 1 else times[engine.pipeline.window_size]
+        return now[0]
+
+    monkeypatch.setattr(live_window, "CLOCK", tick)
+    video = VideoSegmenter(engine)
+    with caplog.at_level(logging.INFO, logger="zsseg_rt"):
+        results = [video(frame) for frame in _frames()]
+    choice = video.window_choice
+    assert (choice.size, list(choice.measured)) == (48, [64, 48]) and engine.pipeline.window_size == 48
+    assert engine.pipeline.test_scale == [48, 48] and engine.pipeline.meta.image_size == 48
+    assert [r.labels.shape for r in results] == [(120, 160)] * 6
+    assert [r.keyframe for r in results] == [True, False, False, False, True, False]
+    assert "live window: 48x48 instead of 64x64" in caplog.text
+    trades = video.trades()
+    assert trades["window"] == [48, 48] and trades["window_choice"]["size"] == 48
+
+
+def test_a_pinned_window_is_run_and_nothing_is_measured(tiny_bundle, monkeypatch):
+    """``Engine(window_size=32)`` (``--window-size 32``): the Engine runs one window of 32 from its first frame,
+    with the LIVE preset too, and the segmenter measures nothing (a clock that fails if read)."""
+    from zsseg_rt import Engine
+    from zsseg_rt.options import LIVE
+    from zsseg_rt.stream import VideoSegmenter
+
+    monkeypatch.setattr(live_window, "CLOCK", lambda: pytest.fail("a pinned window is not measured"))
+    for preset in (None, LIVE):
+        engine = Engine(
+            tiny_bundle, classes=CLASSES, backend="onnxruntime", device="cpu", window_size=32, preset=preset
+        )
+        assert engine.pipeline.window_size == 32 and engine.pipeline.test_scale == [32, 32]
+        video = VideoSegmenter(engine)
+        result = video(_frames(1)[0])
+        assert result.labels.shape == (120, 160) and video.window_choice is None
+    full = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device="cpu", window_size=64)
+    assert full.pipeline.window_size == 64 and full.pipeline.test_scale == [64, 64]
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        (40, "window_size: expected a multiple of 16 in [16, 64] (this bundle's patch and graph window), got 40"),
+        (80, "window_size: expected a multiple of 16 in [16, 64] (this bundle's patch and graph window), got 80"),
+        (0, "window_size: expected a whole number >= 1 or None, got 0"),
+        ("big", "window_size: expected a whole number >= 1 or None, got 'big'"),
+    ],
+)
+def test_a_bad_window_is_refused_in_one_line(tiny_bundle, value, words):
+    from zsseg_rt import Engine
+
+    with pytest.raises(ValueError) as refused:
+        Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device="cpu", window_size=value)
+    assert str(refused.value) == words
+
+
+def test_a_window_with_another_resize_is_refused(tiny_bundle):
+    from zsseg_rt import Engine
+
+    with pytest.raises(ValueError, match=r"^window_size=32 fits each image in one window of that size: it takes "):
+        Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", window_size=32, test_scale=(None, 48))

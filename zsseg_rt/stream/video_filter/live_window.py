@@ -1,0 +1,172 @@
+"""``--live``'s window on the exact CPU path (docs/video.md, "Live video"): where no reduced precision passed the
+accuracy gate (ONNX Runtime fp32 on the CPU), the encoder's window is chosen on the first frame from a measured
+warm-up so that the loop reaches :data:`LIVE_FPS_TARGET` frames a second, and said in one line.
+
+The warm-up times, on this machine and this frame, one keyframe (the Engine's call, after one untimed call that
+opens the window's graphs) at each window the bundle can run (``window_candidates``: 512, 448, 384, 320, 256),
+largest first, and one propagated frame (the flow's preparation, DIS flow and check); the expected rate at a
+window is ``K / (keyframe + (K - 1) * propagated)`` with a keyframe every K frames. It keeps the largest window
+whose expected rate reaches the target (the smallest measured when none does, said so), and stops measuring there.
+``Engine(window_size=N)`` (``--window-size N``) pins the window: nothing is measured. On a reduced precision that
+passed the gate, a GPU or a device pipeline nothing changes unless a window is pinned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["LIVE_FPS_TARGET", "WindowChoice", "choose_window", "expected_fps", "live_window_reason", "measure_window"]
+
+LIVE_FPS_TARGET = 5.0  # frames a second end to end on 2 cores (issue 90; issue 65's --live target)
+TIMED_CALLS = 2  # keyframe calls timed at each window after the untimed one (the fastest kept: a loaded machine)
+CLOCK: Callable[[], float] = time.perf_counter  # the warm-up's clock, seconds (tests give their own: no timing)
+log = logging.getLogger("zsseg_rt")
+
+
+def expected_fps(keyframe: float, propagated: float, every: int) -> float:
+    """Frames a second with a keyframe (``keyframe`` seconds) every ``every`` frames and ``propagated`` seconds for
+    each frame between."""
+    every = max(1, int(every))
+    total = keyframe + (every - 1) * propagated
+    return every / total if total > 0 else float("inf")
+
+
+@dataclasses.dataclass
+class WindowChoice:
+    """The window ``--live`` chose: ``size``, its ``fps`` (expected), the full window's (``full_size``,
+    ``full_fps``), each measured window's expected rate (``measured``), whether the target is ``met``, ``path``
+    (backend and precision) and ``line``, the sentence said at the start."""
+
+    size: int
+    fps: float
+    full_size: int
+    full_fps: float
+    measured: Dict[int, float]
+    met: bool
+    every: int
+    path: str
+    target: float = LIVE_FPS_TARGET
+
+    @property
+    def line(self) -> str:
+        full = f"{self.full_size}x{self.full_size}"
+        goal = (
+            f"target {self.target:g}{'' if self.met else ' not met on this CPU'}, a keyframe every {self.every} frames"
+        )
+        where = f"measured on the first frame on this CPU ({self.path})"
+        if self.size == self.full_size:
+            return f"live window: the full {full}: expected {self.fps:.1f} fps ({goal}), {where}"
+        smallest = "" if self.met else ", the smallest measured"
+        return (
+            f"live window: {self.size}x{self.size} instead of {full}{smallest}: expected {self.fps:.1f} fps ({full}: "
+            f"{self.full_fps:.1f} fps; {goal}), {where}; labels at {self.size} differ from the full window's "
+            f'(docs/video.md, "Live video"); --window-size {self.full_size} keeps it'
+        )
+
+    def as_dict(self) -> Dict[str, Any]:
+        """For ``--stats-json`` (``"preset"`` ``"window_choice"``)."""
+        return {
+            "size": self.size,
+            "fps": round(self.fps, 3),
+            "full_size": self.full_size,
+            "full_fps": round(self.full_fps, 3),
+            "measured": {str(size): round(fps, 3) for size, fps in self.measured.items()},
+            "met": self.met,
+            "path": self.path,
+            "line": self.line,
+        }
+
+
+def choose_window(
+    candidates: Sequence[int],
+    keyframe_seconds: Callable[[int], float],
+    propagated: float,
+    every: int,
+    path: str = "onnxruntime fp32",
+    target: float = LIVE_FPS_TARGET,
+) -> WindowChoice:
+    """The largest of ``candidates`` (largest first) whose expected rate (:func:`expected_fps` of
+    ``keyframe_seconds(size)``, called once per window, largest first, none after the first that meets the target)
+    reaches ``target``; the smallest when none does."""
+    if not candidates:
+        raise ValueError("choose_window: no window to measure")
+    measured: Dict[int, float] = {}
+    for size in candidates:
+        measured[size] = expected_fps(keyframe_seconds(size), propagated, every)
+        if measured[size] >= target:
+            break
+    size = next((s for s, fps in measured.items() if fps >= target), list(measured)[-1])
+    first = candidates[0]
+    return WindowChoice(
+        size, measured[size], first, measured[first], measured, measured[size] >= target, every, path, target
+    )
+
+
+def live_window_reason(engine: Any, preset: Any) -> Optional[str]:
+    """None where ``--live`` chooses the window (the live preset's Engine on ONNX Runtime fp32 on the CPU, host
+    path, no window pinned), else why not (a debug line)."""
+    pipeline = getattr(engine, "pipeline", None)
+    options = getattr(engine, "options", None)
+    if preset is None or pipeline is None or not hasattr(pipeline, "use_window") or options is None:
+        return "not the live preset's Engine"
+    if options.window_size is not None:
+        return f"window_size={options.window_size} pinned"
+    backend = getattr(pipeline.backend, "runner", pipeline.backend)
+    path = f"{getattr(backend, 'name', '?')} {getattr(backend, 'precision', None) or 'fp32'}"
+    if path != "onnxruntime fp32" or getattr(backend, "runs_on_gpu", False) or pipeline.device is not None:
+        return f"{path}{' on a GPU' if getattr(backend, 'runs_on_gpu', False) else ''}: the full window runs"
+    return None
+
+
+def measure_window(
+    engine: Any,
+    keyframe: Callable[[], Any],
+    frame: np.ndarray,
+    flow: Any,
+    every: int,
+    color_order: str = "bgr",
+    clock: Optional[Callable[[], float]] = None,
+    target: float = LIVE_FPS_TARGET,
+) -> WindowChoice:
+    """Measure (module docstring) and set the chosen window on ``engine.pipeline`` (``use_window``); ``keyframe()``
+    is one keyframe's Engine call on ``frame``, ``flow`` the segmenter's ``FlowEstimator``, ``clock`` the time in
+    seconds (None: :data:`CLOCK`)."""
+    from zsseg_rt.runtime.pipelines.window import window_candidates
+
+    clock = clock or CLOCK
+    pipeline = engine.pipeline
+    start = clock()
+    small = flow.prepare(frame, color_order)
+    flow.check(small, small, flow.flow(small, small))
+    propagated = clock() - start
+
+    def keyframe_seconds(size: int) -> float:
+        pipeline.use_window(size)
+        keyframe()  # untimed: opens the window's sessions
+        times = []
+        for _ in range(TIMED_CALLS):
+            begin = clock()
+            keyframe()
+            times.append(clock() - begin)
+        return min(times)
+
+    backend = getattr(pipeline.backend, "runner", pipeline.backend)
+    path = f"{getattr(backend, 'name', '?')} {getattr(backend, 'precision', None) or 'fp32'}"
+    candidates = window_candidates(pipeline.bundle_meta)
+    log.info(
+        "live window: timing the encoder at %s on the first frame (%s on this CPU; the largest that reaches %g fps "
+        "is kept)",
+        ", ".join(map(str, candidates)),
+        path,
+        target,
+    )
+    choice = choose_window(candidates, keyframe_seconds, propagated, every, path, target)
+    if pipeline.window_size != choice.size:
+        pipeline.use_window(choice.size)
+    log.info("%s", choice.line)
+    return choice
