@@ -270,7 +270,8 @@ def test_an_interrupted_run_ends_with_its_speed_and_where_its_results_are(
 def test_a_dash_for_an_output_is_refused_in_one_line(tmp_path, tiny_bundle, capsys, monkeypatch):
     """F18: ``-o -`` made a folder named ``-``; ``--save-json -`` said "expected a .json file name, got 'none'". A
     dash (standard output) is refused, naming the flag and what prints on standard output, before the model loads;
-    on camera too. Nothing is made."""
+    on camera too; every output the run's rows write (``--tracks-out -`` wrote a file named ``-``). Nothing is
+    made."""
     from zsseg_rt import cli
     from zsseg_rt.runtime import Engine
 
@@ -286,6 +287,9 @@ def test_a_dash_for_an_output_is_refused_in_one_line(tmp_path, tiny_bundle, caps
         ("segment", [photo, "--save-json", "-"], "--save-json", "--json prints the results on standard output"),
         ("camera", [clip, "-o", "-"], "-o", "-o display:// shows the frames, --preview PORT serves them"),
         ("camera", [clip, "--stats-json", "-"], "--stats-json", "-o display:// shows"),
+        ("segment", [photo, "--track", "--tracks-out", "-"], "--tracks-out", "--json prints"),  # (review, item 3)
+        ("camera", [clip, "--track", "--tracks-out", "-", "-o", "x1.mcap"], "--tracks-out", "-o display:// shows"),
+        ("camera", [clip, "--labels-out", "-"], "--labels-out", "-o display:// shows"),
     ):
         code = cli.main([command, *given, "--bundle", tiny_bundle, "--classes", "a,b"])
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]

@@ -71,3 +71,30 @@ def test_a_string_is_one_output(tmp_path, tiny_bundle, monkeypatch):
     assert Session(clip, tiny_bundle, "a,b", outputs="ostr.mp4", max_frames=2).run() == 0
     assert sorted(os.listdir(tmp_path)) == ["clip.avi", "ostr.mp4"]
     assert count_frames(tmp_path / "ostr.mp4") == 2
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "said", "flag"),
+    [
+        ("outputs", ["-"], "outputs '-'", "-o -"),
+        ("outputs", ["ok.mp4", "-"], "outputs '-'", "-o -"),
+        ("labels_out", "-", "labels_out='-'", "--labels-out -"),
+        ("save_json", "-", "save_json='-'", "--save-json -"),
+        ("stats_json", "-", "stats_json='-'", "--stats-json -"),
+        ("tracks_out", "-", "tracks_out='-'", "--tracks-out -"),
+    ],
+)
+def test_a_dash_for_an_output_is_refused_in_python_too(tmp_path, monkeypatch, keyword, value, said, flag):
+    """Review of this wave, item 3: ``Session(outputs=["-"])`` wrote a folder named ``-``, ``save_json="-"``,
+    ``stats_json="-"`` and ``tracks_out="-"`` a file ``-`` (exit 0); the command refused ``-o -`` only. One rule for
+    every output the run writes: refused by the constructor, the flag's words in ``cli``; nothing made."""
+    from zsseg_rt.errors import OptionError
+    from zsseg_rt.stream import Session
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OptionError) as caught:
+        Session(["clip.avi"], "no-bundle", "a", **{keyword: value})
+    rest = ": writing to standard output is not supported (outputs are files, put in place when the run ends): give "
+    assert str(caught.value) == f"{said}{rest}a file or folder name"
+    assert caught.value.cli == f"{flag}{rest}a file or folder name"
+    assert os.listdir(tmp_path) == []

@@ -194,31 +194,27 @@ def interrupted(exc: KeyboardInterrupt, command: str, debug: bool = False) -> in
     return exit_code_for_signal(signum)
 
 
-STDOUT_OUTPUTS = {
-    "output": "-o",
-    "save_json": "--save-json",
-    "stats_json": "--stats-json",
-    "labels_out": "--labels-out",
-}
-
-
 def refuse_stdout(args, instead: str) -> None:
     """Refuse ``-`` (standard output, by the usual convention) given to a file or folder output of ``args``: every
     output is written under a temporary name and put in place when the run ends, which a pipe cannot be (F18: ``-o -``
-    made a folder named ``-``, ``--save-json -`` said "expected a .json file name, got 'none'"). ``instead``: what
+    made a folder named ``-``, ``--save-json -`` said "expected a .json file name, got 'none'"). The outputs are the
+    command's ``-o`` and every run option row that ``writes`` (``--labels-out``, ``--save-json``, ``--tracks-out``,
+    ``--stats-json``: a Session refuses the same values in its words, ``RunOption.check_value``); ``instead``: what
     prints on standard output instead.
 
     Raises:
         CliError: one line naming the flag.
     """
-    for name, flag in STDOUT_OUTPUTS.items():
+    from zsseg_rt.options.run_rows import RUN_OPTIONS
+    from zsseg_rt.options.run_table import STANDARD_OUTPUT, standard_output_refusal
+
+    flags = {"output": "-o", "outputs": "-o"}  # the command's own -o (segment's table kinds: args.outputs)
+    flags.update((row.name, row.flag) for row in RUN_OPTIONS if row.writes and row.flag)
+    for name, flag in flags.items():
         given = getattr(args, name, None)
         for value in given if isinstance(given, (list, tuple)) else [given]:
-            if value == "-":
-                raise CliError(
-                    f"{flag} -: writing to standard output is not supported (outputs are files, put in place when the "
-                    f"run ends): give a file or folder name ({instead})"
-                )
+            if value == STANDARD_OUTPUT:
+                raise CliError(standard_output_refusal(f"{flag} {STANDARD_OUTPUT}", instead))
 
 
 @contextlib.contextmanager

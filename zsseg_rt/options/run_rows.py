@@ -52,6 +52,7 @@ RUN_OPTIONS = RunOptionTable(
             commands=(),
             flag_from="`-o` (camera, repeatable; its help from the output kinds)",
             example=["out.mp4"],
+            writes=True,
         ),
         RunOption(
             "labels_out",
@@ -63,6 +64,7 @@ RUN_OPTIONS = RunOptionTable(
             output_kind="labels",
             group=VIDEO_GROUP,
             example="labels/",
+            writes=True,
         ),
         RunOption(
             "save_json",
@@ -75,6 +77,7 @@ RUN_OPTIONS = RunOptionTable(
             output_kind="coco",
             helps=(("camera", "(video files and image folders) {kind}"),),
             example="masks.json",
+            writes=True,
         ),
         RunOption(
             "objects",
@@ -125,6 +128,7 @@ RUN_OPTIONS = RunOptionTable(
             commands=_BOTH,
             output_kind="tracks",
             example="tracks.txt",
+            writes=True,
         ),
         RunOption(
             "stats_json",
@@ -135,6 +139,7 @@ RUN_OPTIONS = RunOptionTable(
             '(decode_errors), state and error; "options": the run\'s resolved options, to replay it)',
             flag="--stats-json",
             example="stats.json",
+            writes=True,
         ),
         RunOption(
             "overwrite",

@@ -17,7 +17,7 @@ from zsseg_rt.aliases import resolve_reference
 from zsseg_rt.errors import OptionError
 from zsseg_rt.options.table import RowTable, did_you_mean
 
-__all__ = ["RunOption", "RunOptionTable", "VALUE_KINDS"]
+__all__ = ["RunOption", "RunOptionTable", "VALUE_KINDS", "standard_output_refusal"]
 
 # what a run option's value is: a whole number, a finite real number, True/False, a string, a path, a TCP port
 # (0..65535, 0: any free port), a mapping, a list of output specs
@@ -41,6 +41,19 @@ _WORDS = {
     MAPPING: "a dict",
     OUTPUTS: "an output (a string: 'out.mp4') or a list of them",
 }
+
+
+STANDARD_OUTPUT = "-"  # standard output, by the usual convention: no output of a run may be it
+
+
+def standard_output_refusal(given: str, instead: str = "") -> str:
+    """The one refusal of ``-`` (standard output) as an output (F18: ``-o -`` made a folder named ``-``): ``given``
+    says it (``--tracks-out -``, ``tracks_out='-'``), ``instead`` what prints on standard output instead (a
+    command's)."""
+    return (
+        f"{given}: writing to standard output is not supported (outputs are files, put in place when the run ends): "
+        f"give a file or folder name" + (f" ({instead})" if instead else "")
+    )
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,8 @@ class RunOption:
         requires: ``(option, what)``: given (True, or not None), this option needs ``option`` given too (``what``:
             why, ``{}`` standing for that option's name or flag: "applies to the {} page").
         example: a value it takes (the generic tests pass it through the Session and the command line).
+        writes: it names a file or folder the run writes: ``-`` (standard output) is refused
+            (:func:`standard_output_refusal`; every output is staged and put in place when the run ends).
     """
 
     name: str
@@ -91,6 +106,7 @@ class RunOption:
     flag_from: str = ""
     requires: Optional[Tuple[str, str]] = None
     example: Any = None
+    writes: bool = False
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -136,6 +152,11 @@ class RunOption:
             flag = self.flag_words()
             cli = f"{flag}: {self.problem(value, cli=True)}" if flag else ""
             raise OptionError(f"{self.name}: {problem}", option=self.name, cli=cli)
+        if self.writes and STANDARD_OUTPUT in (value if self.takes == OUTPUTS else [value]):
+            flag = "-o" if self.takes == OUTPUTS else self.flag_words()
+            python = f"outputs {STANDARD_OUTPUT!r}" if self.takes == OUTPUTS else f"{self.name}={STANDARD_OUTPUT!r}"
+            cli = standard_output_refusal(f"{flag} {STANDARD_OUTPUT}") if flag else ""
+            raise OptionError(standard_output_refusal(python), option=self.name, cli=cli)
 
     def _kind_ok(self, value: Any) -> bool:
         if self.takes == BOOL:
