@@ -140,7 +140,7 @@ def test_live_chooses_the_window_on_the_first_frame(tiny_bundle, monkeypatch, ca
     """``VideoSegmenter(Engine(bundle, preset=LIVE))`` on ONNX Runtime fp32: the first frame measures the tiny
     bundle's windows (64, 48, 32) with the injected clock, keeps 48 (64 misses the rate, 48 reaches it) and runs
     every frame at 48, labels at the frame's size; ``trades()`` holds the choice. The engine's own test resize is
-    then one window of 48."""
+    then one window of 48, and another segmenter of that Engine measures nothing."""
     from zsseg_rt import Engine
     from zsseg_rt.options import LIVE
     from zsseg_rt.stream import VideoSegmenter
@@ -167,6 +167,10 @@ def test_live_chooses_the_window_on_the_first_frame(tiny_bundle, monkeypatch, ca
     assert "live window: 48x48 instead of 64x64" in caplog.text
     trades = video.trades()
     assert trades["window"] == [48, 48] and trades["window_choice"]["size"] == 48
+    # one choice per Engine: another segmenter of it (the benchmark's modes, a second stream) measures nothing
+    monkeypatch.setattr(live_window, "CLOCK", lambda: pytest.fail("chosen already: not measured again"))
+    again = VideoSegmenter(engine)
+    assert again(_frames(1)[0]).labels.shape == (120, 160) and again.window_choice is choice
 
 
 def test_a_pinned_window_is_run_and_nothing_is_measured(tiny_bundle, monkeypatch):

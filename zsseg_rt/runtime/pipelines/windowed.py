@@ -89,6 +89,7 @@ class WindowedPipeline(Pipeline):
         self._bundle = (meta, self.postprocessor, list(self.test_scale))  # the bundle's window (use_window(None))
         self.bundle_meta = meta  # the bundle's own meta.json, whatever window runs (self.meta: the window's)
         self.window_size = int(meta.image_size)  # the encoder's input side now (use_window)
+        self.window_choice: Any = None  # --live's choice on its first frame (stream/video_filter/live_window.py)
         if options.window_size is not None:
             if given not in (None, "window"):
                 raise ValueError(

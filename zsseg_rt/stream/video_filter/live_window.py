@@ -116,6 +116,8 @@ def live_window_reason(engine: Any, preset: Any) -> Optional[str]:
         return "not the live preset's Engine"
     if options.window_size is not None:
         return f"window_size={options.window_size} pinned"
+    if getattr(pipeline, "window_choice", None) is not None:
+        return "chosen on this Engine's first live frame already"
     backend = getattr(pipeline.backend, "runner", pipeline.backend)
     path = f"{getattr(backend, 'name', '?')} {getattr(backend, 'precision', None) or 'fp32'}"
     if path != "onnxruntime fp32" or getattr(backend, "runs_on_gpu", False) or pipeline.device is not None:
@@ -133,7 +135,8 @@ def measure_window(
     clock: Optional[Callable[[], float]] = None,
     target: float = LIVE_FPS_TARGET,
 ) -> WindowChoice:
-    """Measure (module docstring) and set the chosen window on ``engine.pipeline`` (``use_window``); ``keyframe()``
+    """Measure (module docstring) and set the chosen window on ``engine.pipeline`` (``use_window``; the choice kept
+    as its ``window_choice``); ``keyframe()``
     is one keyframe's Engine call on ``frame``, ``flow`` the segmenter's ``FlowEstimator``, ``clock`` the time in
     seconds (None: :data:`CLOCK`)."""
     from zsseg_rt.runtime.pipelines.window import window_candidates
@@ -168,5 +171,6 @@ def measure_window(
     choice = choose_window(candidates, keyframe_seconds, propagated, every, path, target)
     if pipeline.window_size != choice.size:
         pipeline.use_window(choice.size)
+    pipeline.window_choice = choice  # one choice per Engine: its next segmenters run it as it is
     log.info("%s", choice.line)
     return choice

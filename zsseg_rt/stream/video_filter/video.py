@@ -169,7 +169,6 @@ class VideoSegmenter:
         self._flow_function = flow_function
         self._streams: Dict[int, _Stream] = {}
         self._lock = threading.Lock()
-        self.window_choice: Any = None  # --live's window, chosen on the first frame (live_window.py)
         self._choose_window = self.delay == 0 and live_window_reason(engine, self.preset) is None
 
     def _device_memory(self, device: Any) -> Any:
@@ -460,7 +459,13 @@ class VideoSegmenter:
         o = self.options
         flow = FlowEstimator(o.flow_preset, o.flow_stride, o.photometric_tolerance, self._flow_function)
         keyframe = lambda: self._engine_call([frame], scores=o.stabilize)  # noqa: E731
-        self.window_choice = measure_window(self.engine, keyframe, frame, flow, o.keyframe_every, self.color_order)
+        measure_window(self.engine, keyframe, frame, flow, o.keyframe_every, self.color_order)
+
+    @property
+    def window_choice(self) -> Any:
+        """``--live``'s window on the exact CPU path, chosen on the Engine's first live frame
+        (``live_window.WindowChoice``), or None."""
+        return getattr(getattr(self.engine, "pipeline", None), "window_choice", None)
 
     def _engine_call(self, frames: List[np.ndarray], scores: bool) -> List[Result]:
         order = {} if self.color_order == "bgr" else {"color_order": self.color_order}  # an engine-like callable
