@@ -31,28 +31,13 @@ class _Pipeline:
 
 
 class _Clock:
-    """The injected clock: the keyframe call and the flow advance it by their cost at the current window."""
+    """The injected clock: a keyframe call and a propagated frame advance it by their cost (at the current window)."""
 
     def __init__(self):
         self.now = 0.0
 
     def __call__(self):
         return self.now
-
-
-class _Flow:
-    def __init__(self, clock):
-        self.clock = clock
-
-    def prepare(self, frame, order="bgr"):
-        self.clock.now += PROPAGATED
-        return frame[..., 0]
-
-    def flow(self, a, b):
-        return np.zeros(a.shape + (2,), np.float32)
-
-    def check(self, a, b, flow):
-        return np.ones(a.shape, bool)
 
 
 def _measure(costs, every=4, target=5.0):
@@ -63,8 +48,10 @@ def _measure(costs, every=4, target=5.0):
     def keyframe():
         clock.now += costs[pipeline.window_size]
 
-    frame = np.zeros((576, 768, 3), np.uint8)
-    choice = measure_window(engine, keyframe, frame, _Flow(clock), every, clock=clock, target=target)
+    def propagated():
+        clock.now += PROPAGATED
+
+    choice = measure_window(engine, keyframe, propagated, every, clock=clock, target=target)
     return choice, pipeline
 
 
@@ -149,7 +136,7 @@ def test_live_chooses_the_window_on_the_first_frame(tiny_bundle, monkeypatch, ca
     times = {64: 1.0, 48: 0.5, 32: 0.1}  # seconds a keyframe at each window: 4 / 1.03 fps, 4 / 0.53, (not reached)
     calls, now = itertools.count(), [0.0]
 
-    def tick():  # the warm-up reads it in pairs: the flow's span (0.01 s), then each keyframe's (its window's cost)
+    def tick():  # the warm-up reads it in pairs: a propagated frame's span (0.01 s), then each keyframe's
         index = next(calls)
         if index % 2:
             now[0] += 0.01 if index == 1 else times[engine.pipeline.window_size]

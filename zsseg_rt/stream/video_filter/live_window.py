@@ -2,9 +2,10 @@
 accuracy gate (ONNX Runtime fp32 on the CPU), the encoder's window is chosen on the first frame from a measured
 warm-up so that the loop reaches :data:`LIVE_FPS_TARGET` frames a second, and said in one line.
 
-The warm-up times, on this machine and this frame, one keyframe (the Engine's call, after one untimed call that
-opens the window's graphs) at each window the bundle can run (``window_candidates``: 512, 448, 384, 320, 256),
-largest first, and one propagated frame (the flow's preparation, DIS flow and check); the expected rate at a
+The warm-up times, on this machine and this frame, one propagated frame (the frame again on a stream of its own:
+the flow, its check and the propagation) and one keyframe (the Engine's call, after one untimed call that opens the
+window's graphs) at each window the bundle can run (``window_candidates``: 512, 448, 384, 320, 256), largest first;
+the expected rate at a
 window is ``K / (keyframe + (K - 1) * propagated)`` with a keyframe every K frames. It keeps the largest window
 whose expected rate reaches the target (the smallest measured when none does, said so), and stops measuring there.
 ``Engine(window_size=N)`` (``--window-size N``) pins the window: nothing is measured. On a reduced precision that
@@ -17,8 +18,6 @@ import dataclasses
 import logging
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
-
-import numpy as np
 
 __all__ = ["LIVE_FPS_TARGET", "WindowChoice", "choose_window", "expected_fps", "live_window_reason", "measure_window"]
 
@@ -128,25 +127,26 @@ def live_window_reason(engine: Any, preset: Any) -> Optional[str]:
 def measure_window(
     engine: Any,
     keyframe: Callable[[], Any],
-    frame: np.ndarray,
-    flow: Any,
+    propagated: Callable[[], Any],
     every: int,
-    color_order: str = "bgr",
     clock: Optional[Callable[[], float]] = None,
     target: float = LIVE_FPS_TARGET,
 ) -> WindowChoice:
     """Measure (module docstring) and set the chosen window on ``engine.pipeline`` (``use_window``; the choice kept
-    as its ``window_choice``); ``keyframe()``
-    is one keyframe's Engine call on ``frame``, ``flow`` the segmenter's ``FlowEstimator``, ``clock`` the time in
-    seconds (None: :data:`CLOCK`)."""
+    as its ``window_choice``). ``keyframe()``: one keyframe's Engine call on the first frame; ``propagated()``: that
+    frame through the segmenter on a stream of the warm-up's own, called twice (the first is its keyframe, the second,
+    timed, a propagated frame: the flow, its check and the propagation); ``clock``: the time in seconds (None:
+    :data:`CLOCK`)."""
     from zsseg_rt.runtime.pipelines.window import window_candidates
 
     clock = clock or CLOCK
     pipeline = engine.pipeline
-    start = clock()
-    small = flow.prepare(frame, color_order)
-    flow.check(small, small, flow.flow(small, small))
-    propagated = clock() - start
+    between = 0.0
+    if every > 1:
+        propagated()  # (untimed: the warm-up stream's keyframe)
+        start = clock()
+        propagated()
+        between = clock() - start
 
     def keyframe_seconds(size: int) -> float:
         pipeline.use_window(size)
@@ -168,7 +168,7 @@ def measure_window(
         path,
         target,
     )
-    choice = choose_window(candidates, keyframe_seconds, propagated, every, path, target)
+    choice = choose_window(candidates, keyframe_seconds, between, every, path, target)
     if pipeline.window_size != choice.size:
         pipeline.use_window(choice.size)
     pipeline.window_choice = choice  # one choice per Engine: its next segmenters run it as it is

@@ -34,6 +34,7 @@ from .lookahead import LookAheadFilter
 from .temporal import FlowEstimator, StreamFilter, TemporalOptions
 
 __all__ = ["VideoResult", "VideoSegmenter"]
+_WARM_UP = -(2**62)  # the stream of --live's warm-up (live_window.py): no caller's, forgotten after it
 DEVICE_SETTINGS = tuple(ENGINE_OPTIONS["device_pipeline"].values() or ())  # its row's values (zsseg_rt.options)
 
 
@@ -455,11 +456,15 @@ class VideoSegmenter:
         return np.ascontiguousarray(frame)  # a crop of a larger image is a view: OpenCV wants rows in one block
 
     def _measure_window(self, frame: np.ndarray) -> None:
-        """``live_window.measure_window`` on ``frame`` with this segmenter's keyframe call and flow."""
-        o = self.options
-        flow = FlowEstimator(o.flow_preset, o.flow_stride, o.photometric_tolerance, self._flow_function)
-        keyframe = lambda: self._engine_call([frame], scores=o.stabilize)  # noqa: E731
-        measure_window(self.engine, keyframe, frame, flow, o.keyframe_every, self.color_order)
+        """``live_window.measure_window`` on ``frame``: this segmenter's keyframe call, and the frame on a stream of
+        the warm-up's own for a propagated frame (forgotten after)."""
+        keyframe = lambda: self._engine_call([frame], scores=self.options.stabilize)  # noqa: E731
+        try:
+            measure_window(
+                self.engine, keyframe, lambda: self._segment([_WARM_UP], [frame]), self.options.keyframe_every
+            )
+        finally:
+            self._streams.pop(_WARM_UP, None)
 
     @property
     def window_choice(self) -> Any:
