@@ -193,13 +193,48 @@ def test_stats_json_records_the_resolved_options_and_a_replay_writes_the_same(tm
     assert recorded["sources"] == [str(clip)] and recorded["model"] == str(tiny_bundle)
     assert recorded["classes"] == "a,b" and recorded["class_names"] == ["a", "b"]
     assert recorded["run"]["max_frames"] == 3 and recorded["run"]["alpha"] == 0.25
-    assert recorded["run"]["outputs"] == ["one.mp4"] and recorded["run"]["stats_json"] == "one.json"
+    # every path absolute (review of this wave, item 5: "one.mp4" as typed, and a replay elsewhere wrote there)
+    assert recorded["run"]["outputs"] == [str(tmp_path / "one.mp4")]
+    assert recorded["run"]["stats_json"] == str(tmp_path / "one.json")
     assert recorded["engine"]["backend"] == "onnxruntime" and recorded["engine"]["mode"] == "fast"
-    again = dict(recorded, run=dict(recorded["run"], outputs=["two.mp4"], stats_json="two.json"))
+    two = {"outputs": [str(tmp_path / "two.mp4")], "stats_json": str(tmp_path / "two.json")}
+    again = dict(recorded, run=dict(recorded["run"], **two))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # replayed from another folder: the same files read and written
     assert Session(**replay_arguments(again)).run() == 0
     assert count_frames(tmp_path / "one.mp4") == count_frames(tmp_path / "two.mp4") == 3
     replayed = json.loads((tmp_path / "two.json").read_text())["options"]
-    assert replayed == again
+    assert replayed == again and os.listdir(elsewhere) == []
+
+
+@pytest.mark.time_bound(300)
+def test_a_run_of_the_apps_engine_is_replayed_only_with_an_engine(tmp_path, tiny_bundle, monkeypatch):
+    """Review of this wave, item 5: a run given an Engine of the app's recorded ``"model": "the Engine"`` and no
+    vocabulary, and its replay said "give the vocabulary: ..."; now it is refused for what it is (no Engine in a
+    record), naming the Engine's bundle (recorded, absolute), and runs with the Engine passed as ``model``."""
+    from zsseg_rt.errors import OptionError
+    from zsseg_rt.runtime import Engine
+    from zsseg_rt.stream import Session, replay_arguments
+
+    monkeypatch.chdir(tmp_path)
+    clip = write_band_clip(tmp_path / "clip.avi", frames=3)
+    engine = Engine(tiny_bundle, classes=["a", "b"], backend="onnxruntime")
+    session = Session([clip], engine, outputs=["e.mp4"], max_frames=2)
+    assert session.run() == 0
+    recorded = session.summary["options"]
+    bundle = os.path.abspath(tiny_bundle)
+    assert recorded["model"] == "the Engine" and recorded["bundle"] == bundle and recorded["classes"] is None
+    with pytest.raises(OptionError) as caught:
+        replay_arguments(recorded)
+    assert str(caught.value) == (
+        "this run was given an Engine of the app's (model 'the Engine'): a record holds no Engine, and its bundle "
+        "opened again would lose the app's own settings: pass one, replay_arguments(stats['options'], "
+        f"model=Engine(...)) (its bundle: {bundle})"
+    )
+    again = replay_arguments(recorded, model=engine)
+    again["options"].outputs = [str(tmp_path / "f.mp4")]
+    assert Session(**again).run() == 0 and count_frames(tmp_path / "f.mp4") == count_frames(tmp_path / "e.mp4") == 2
 
 
 def test_a_per_source_output_is_refused_in_its_own_words(tmp_path, monkeypatch, capsys):

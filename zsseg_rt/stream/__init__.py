@@ -53,6 +53,7 @@ from .loop.live import LIVE, LIVE_TEST_SCALE, live_options
 from .loop.runner import MultiStreamRunner, SourceStats, StreamRunner, StreamStats
 from .loop.session import Session, SessionResult
 from .loop.session_options import SessionOptions
+from .loop.session_record import replay_arguments
 from .loop.vocabulary import ClassFileWatcher, parse_class_text
 from .sources import (
     CallableSource,
@@ -165,6 +166,7 @@ __all__ = [
     "output_kind",
     "parse_source",
     "parse_class_text",
+    "replay_arguments",
     "require_gstreamer",
     "require_window",
 ]

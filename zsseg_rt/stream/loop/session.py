@@ -44,6 +44,7 @@ from zsseg_rt.stream.loop.session_options import (
     shared_output,
     video_segmenter,
 )
+from zsseg_rt.stream.loop.session_record import model_name, record_options, replay_arguments
 from zsseg_rt.stream.loop.session_sinks import build_sinks
 from zsseg_rt.stream.loop.vocabulary import lend_vocabulary
 
@@ -258,18 +259,9 @@ class Session:
         ``model`` (the bundle; "the Engine" for an app's own), the vocabulary given (``classes``; None: the class
         file's or the Engine's) and, once the model is open, the names its labels index (``class_names``), every run
         option (``run``: :meth:`SessionOptions.as_dict`), every Engine option (``engine``: the open Engine's
-        resolved values, else the keywords given) and ``max_pixels``. :func:`replay_arguments` makes a Session's
-        arguments of it."""
-        engine_values = getattr(self.engine, "options", None)
-        return {
-            "sources": list(self.sources),
-            "model": _model_name(self.model),
-            "classes": self.classes if self.classes is None or isinstance(self.classes, str) else list(self.classes),
-            "class_names": list(self.engine.class_names) if self.engine is not None else None,
-            "run": self.options.as_dict(),
-            "engine": {name: _plain(value) for name, value in dict(engine_values or self.engine_options).items()},
-            "max_pixels": self._max_pixels,
-        }
+        resolved values, else the keywords given) and ``max_pixels``; every path absolute (an app's Engine: its
+        ``bundle``, said). :func:`replay_arguments` makes a Session's arguments of it (``session_record.py``)."""
+        return record_options(self)
 
     # ---- the run ----------------------------------------------------------------------------------------------
     def _session(self, iterate: bool) -> Generator[SessionResult, None, None]:
@@ -502,7 +494,7 @@ class Session:
             raise
         engine, options = self.engine, self.options
         if engine.weights_banner:
-            log.warning("%s: %s (the overlay says so too)", _model_name(self.model), engine.weights_banner)
+            log.warning("%s: %s (the overlay says so too)", model_name(self.model), engine.weights_banner)
         # a file or folder is not a live camera: nothing is dropped; every_frame: live sources neither
         every_frame = [options.every_frame or not item.source.live for item in self.inputs]
         for item, own, every in zip(self.inputs, sinks, every_frame):
@@ -605,39 +597,6 @@ def _objects(options: SessionOptions, engine: Any) -> Any:
     from zsseg_rt.runtime.tracking import SourceTrackers
 
     return SourceTrackers(getattr(getattr(engine, "options", None), "track_max_missed", None))
-
-
-def replay_arguments(recorded: dict) -> dict:
-    """A Session's keywords from a run's ``"options"`` (``--stats-json``; :meth:`Session.resolved_options`):
-    ``Session(**replay_arguments(stats["options"]))`` runs it again, the same sources, bundle, vocabulary, run options
-    and Engine options (its ``max_pixels`` the frames' limit)."""
-    engine = dict(recorded.get("engine") or {})
-    engine.pop("max_pixels", None)  # the frames' limit: the Session's own max_pixels (below)
-    return {
-        "sources": list(recorded["sources"]),
-        "model": recorded["model"],
-        "classes": recorded.get("classes"),
-        "options": SessionOptions.from_dict(dict(recorded["run"])),
-        "engine_options": engine,
-        "max_pixels": recorded.get("max_pixels"),
-    }
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as a JSON type (a path as its text; a tuple as a list; anything else as its repr)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    return repr(value)
-
-
-def _model_name(model: Any) -> str:
-    return str(model) if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__") else "the Engine"
 
 
 def _describe(sink: Any) -> Optional[dict]:
