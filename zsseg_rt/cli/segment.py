@@ -37,6 +37,7 @@ from zsseg_rt.cli.segment_inputs import (
 )
 from zsseg_rt.console.arguments import add_engine_arguments, engine_kwargs
 from zsseg_rt.console.errors import CliError, format_error, refuse_stdout
+from zsseg_rt.console.run_arguments import in_flag_words
 from zsseg_rt.input_files import expand_glob
 from zsseg_rt.io_safety import OutputWriteError
 from zsseg_rt.outputs.meaning import CLASS_MAP, LabelMeaning, SegmentRecord
@@ -421,7 +422,10 @@ def _segment_all(args, images: Sequence[str], plan: Dict, outputs=None) -> int:
 
     options = engine_kwargs(args, "segment")  # every Engine flag (zsseg_rt.options)
     options["max_pixels"] = args.max_pixels  # the limit the images were read with (0: none): --max-pixels 0 works
-    engine = Engine(args.bundle, classes=args.classes, **options)
+    with in_flag_words():  # what the Engine says of its options, in the flags' words (option_notes)
+        engine = Engine(args.bundle, classes=args.classes, **options)
+    for note in getattr(engine.pipeline, "option_notes", ()):  # a pinned device-pipeline option on the host path
+        print(f"zsseg segment: note: {note}", file=sys.stderr)
     if engine.weights_banner:
         print(f"zsseg segment: note: {args.bundle}: {engine.weights_banner}", file=sys.stderr)
     # what the label values mean (classes.json): one meaning per folder (F4, L6), written before the first map (E6)

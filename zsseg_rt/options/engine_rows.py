@@ -166,8 +166,9 @@ ENGINE_OPTIONS = OptionTable(
             "precision) and fp8 (FP8 linear layers, a GPU of compute capability 8.9+, the torch backend) on the first "
             "frame, before its CUDA graph is captured, and keeps the fastest whose labels agree with graph's on at "
             "least 99.5 percent of the pixels; compiled (torch.compile, captured in the frame's graph; its first "
-            "frame costs a compile of the encoder, so auto never runs it) only where pinned; a name pins that variant "
-            "(refused where it cannot run).",
+            "frame costs a compile of the encoder, so auto never runs it) only where pinned; a name pins that variant on "
+            "the device pipeline (refused where it cannot run there); where no device pipeline runs the frames (the "
+            "host path: a CPU) it changes nothing, said in one line.",
             doc="``Engine.device_stats['encoder_variant']`` says which variant runs and, where they were timed, each "
             "variant's time per encoder run, its share of labels equal to graph's and why any was skipped or failed "
             "(``runtime/device/encoder_choice.py``).",

@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from zsseg_rt.bundle import Names
-from zsseg_rt.options import ENCODER_VARIANTS
+from zsseg_rt.options import ENCODER_VARIANTS, ENGINE_OPTIONS
 
 from .postprocess_choice import EventTimer
 
@@ -249,10 +249,12 @@ def describe(report: Optional[Dict[str, Any]]) -> str:
     return f"image encoder: {report['variant']} (timed: {times}{gates}{fails}{skips})"
 
 
-def where_it_applies(setting: Any, device: Any) -> Optional[str]:
+def where_it_applies(setting: Any, device: Any, flag: bool = False) -> Optional[str]:
     """The line a windowed pipeline logs when ``encoder_variant`` pins a variant where no device pipeline runs the
-    frames (the host path), else None ("auto" and the reference say nothing)."""
+    frames (the host path: a CPU backend, torch's included), else None ("auto" and the reference say nothing);
+    ``flag``: in the flag's words (``--encoder-variant fp8``), the command line's."""
     if isinstance(setting, EncoderChoice) or setting in (AUTO, CANDIDATES[0]) or device is not None:
         return None
-    return (f"encoder_variant={setting!r} picks the image encoder of the device pipeline only: this Engine runs its "
-            "frames on the host path, so it changes nothing here")  # fmt: skip
+    given = f"{ENGINE_OPTIONS['encoder_variant'].flag} {setting}" if flag else f"encoder_variant={setting!r}"
+    return (f"{given} picks the image encoder of the device pipeline only: this Engine runs its frames on the host "
+            "path, so it changes nothing here")  # fmt: skip

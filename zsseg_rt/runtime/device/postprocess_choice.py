@@ -262,9 +262,10 @@ def describe(report: Optional[Dict[str, Any]]) -> str:
     return "post-processing kernel: " + "; ".join(parts)
 
 
-def where_it_applies(setting: Any, device: Any, mode: str) -> Optional[str]:
+def where_it_applies(setting: Any, device: Any, mode: str, flag: bool = False) -> Optional[str]:
     """The line a windowed pipeline logs when ``postprocess_kernel`` pins a kernel that nothing will launch (no
-    device pipeline on a GPU, or a mode whose frames take the host path), else None ("auto" says nothing)."""
+    device pipeline on a GPU, or a mode whose frames take the host path), else None ("auto" says nothing); ``flag``:
+    in the flags' words (``--postprocess-kernel columns``, ``--mode fast``), the command line's."""
     if isinstance(setting, PostprocessKernels):
         return None
     check_setting(setting)
@@ -274,10 +275,8 @@ def where_it_applies(setting: Any, device: Any, mode: str) -> Optional[str]:
     if device is None or memory is None or memory.kind == "host" or not getattr(memory, "cuda", True):
         where = "this Engine post-processes its frames on the host (no device pipeline on a GPU)"
     elif mode != "exact":
-        where = f"mode={mode!r} post-processes its frames on the host path"
+        where = f"{'--mode ' + mode if flag else f'mode={mode!r}'} post-processes its frames on the host path"
     else:
         return None
-    return (
-        f"postprocess_kernel={setting!r} picks the CUDA post-processing kernel of the device pipeline only: {where}, "
-        "so it changes nothing here"
-    )
+    given = f"{ENGINE_OPTIONS['postprocess_kernel'].flag} {setting}" if flag else f"postprocess_kernel={setting!r}"
+    return f"{given} picks the CUDA post-processing kernel of the device pipeline only: {where}, so it changes nothing here"

@@ -145,13 +145,18 @@ class WindowedPipeline(Pipeline):
     def _say_where_the_kernel_applies(self) -> None:
         """A pinned ``postprocess_kernel`` (or ``encoder_variant``) where no device pipeline on a GPU runs the frames:
         one INFO line on the "zsseg_rt" logger says it changes nothing here (``where_it_applies`` of
-        ``postprocess_choice`` and ``encoder_choice``)."""
+        ``postprocess_choice`` and ``encoder_choice``), in the flags' words inside the command line's
+        (``console.run_arguments.flag_words``); ``option_notes`` keeps them (``zsseg segment`` prints them)."""
+        from zsseg_rt.console.run_arguments import flag_words
+
         from ..device.encoder_choice import where_it_applies as where_the_encoder_applies
         from ..device.postprocess_choice import where_it_applies
 
-        notes = (where_it_applies(self.options.postprocess_kernel, self.device, self.mode),
-                 where_the_encoder_applies(self.options.encoder_variant, self.device))  # fmt: skip
-        for note in (note for note in notes if note is not None):
+        flag = flag_words()
+        notes = (where_it_applies(self.options.postprocess_kernel, self.device, self.mode, flag=flag),
+                 where_the_encoder_applies(self.options.encoder_variant, self.device, flag=flag))  # fmt: skip
+        self.option_notes: List[str] = [note for note in notes if note is not None]
+        for note in self.option_notes:
             logging.getLogger("zsseg_rt").info("%s", note)
 
     def replace_backend(self, backend: Any, plan: Any) -> None:
