@@ -74,3 +74,60 @@ def test_tracks_out_over_two_sequences_is_refused(tmp_path, tiny_bundle, capsys)
     err = capsys.readouterr().err
     assert "holds one sequence of frames, and these inputs are 2" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "t.txt").exists()
+
+
+def _image(path, height, width, seed=0) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8))
+    return str(path)
+
+
+def test_segment_tracks_the_images_of_one_folder_however_named(tmp_path, tiny_bundle, capsys, monkeypatch):
+    """Review of this wave, item 6: ``segment a.jpg b.jpg --tracks-out`` tracked two loose images as one sequence,
+    but the same folder's images written another way (``../ph/b.png``) were refused as two sequences. The images of
+    one folder are one sequence, in the order given, whatever their sizes; two folders are refused, named."""
+    _image(tmp_path / "ph" / "a.png", 20, 30)
+    _image(tmp_path / "ph" / "b.png", 48, 64, seed=1)  # another size
+    other = _image(tmp_path / "other" / "c.png", 20, 30, seed=2)
+    monkeypatch.chdir(tmp_path / "ph")
+    tracks = tmp_path / "t.txt"
+    argv = ["--bundle", tiny_bundle, "--classes", "a,b", "-o", str(tmp_path / "out"), *ENGINE]
+    assert cli.main(["segment", "a.png", "../ph/b.png", *argv, "--tracks-out", str(tracks)]) == 0, capsys.readouterr()
+    assert sorted(_rows(tracks)) == [0, 1]  # both images, one file
+    capsys.readouterr()
+    assert cli.main(["segment", "a.png", other, *argv, "--tracks-out", str(tmp_path / "u.txt"), "--overwrite"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and "these inputs are 2 (each video, and the images of each folder, however named, is one: "
+        + (f"{tmp_path / 'ph'}, {tmp_path / 'other'}): give one video file, or the images of one folder")
+        in err[0]
+    ), err
+    assert not (tmp_path / "u.txt").exists()
+
+
+@pytest.mark.parametrize("command", ["segment", "camera"])
+def test_track_max_missed_without_track_is_refused(tmp_path, tiny_bundle, capsys, command):
+    """Review of this wave, item 6: ``--track-max-missed`` without ``--track`` was taken and changed nothing; now
+    refused in one line, as a run option that needs another is (a Session in its keywords); with ``--track`` it
+    runs."""
+    from zsseg_rt.errors import OptionError
+    from zsseg_rt.stream import Session
+
+    source = _image(tmp_path / "p.png", 20, 30) if command == "segment" else write_band_clip(tmp_path / "c.avi", 2)
+    argv = [command, source, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(tmp_path / "out"), *ENGINE]
+    if command == "camera":
+        argv[-len(ENGINE) - 1] = str(tmp_path / "out.mp4")
+    assert cli.main([*argv, "--track-max-missed", "3"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"zsseg {command}: error: --track-max-missed 3 applies only with --track or --tracks-out FILE: give one of "
+        "them too (or leave --track-max-missed out)"
+    ], err
+    assert cli.main([*argv, "--track-max-missed", "3", "--track"]) == 0
+    with pytest.raises(OptionError) as caught:
+        Session([source], tiny_bundle, "a,b", outputs=["null"], engine_options={"track_max_missed": 3})
+    assert str(caught.value) == (
+        "track_max_missed=3 applies only with track=True or tracks_out: give one of them too (or leave "
+        "track_max_missed out)"
+    )

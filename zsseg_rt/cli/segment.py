@@ -37,9 +37,10 @@ from zsseg_rt.cli.segment_inputs import (
 )
 from zsseg_rt.console.arguments import add_engine_arguments, engine_kwargs
 from zsseg_rt.console.errors import CliError, format_error, refuse_stdout
-from zsseg_rt.console.run_arguments import in_flag_words
+from zsseg_rt.console.run_arguments import in_flag_words, run_values
 from zsseg_rt.input_files import expand_glob
 from zsseg_rt.io_safety import OutputWriteError
+from zsseg_rt.options.run_rows import RUN_OPTIONS
 from zsseg_rt.outputs.meaning import CLASS_MAP, LabelMeaning, SegmentRecord
 from zsseg_rt.outputs.owner import FOLDER_LOCK
 from zsseg_rt.outputs.plan import check_free_space
@@ -323,6 +324,8 @@ def run_segment(args) -> int:
     from zsseg_rt.image_io import MAX_PIXELS_ENV, max_pixels_limit
 
     refuse_stdout(args, "--json prints the results on standard output")  # -o -, --save-json -: F18
+    with in_flag_words():  # --track-max-missed without --track / --tracks-out (the run rows' engine_options)
+        RUN_OPTIONS.check_engine_options(run_values(args, "segment"), engine_kwargs(args, "segment"))
     # no limit given: a photo over the default is resized to fit it (with a note) instead of refused
     args.resize = args.max_pixels is None and not os.environ.get(MAX_PIXELS_ENV, "").strip()
     args.max_pixels = max_pixels_limit(args.max_pixels)
@@ -509,17 +512,26 @@ def _object_finder(args, engine):
     from zsseg_rt.runtime.tracking import SourceTrackers
 
     trackers = SourceTrackers(getattr(engine.options, "track_max_missed", None))
-    return lambda path, frame: lambda result: trackers(path if frame is not None else os.path.dirname(path), result)
+    return lambda path, frame: lambda result: trackers(sequence_of(path), result)
+
+
+def sequence_of(path: str) -> str:
+    """The sequence of frames an input is part of (``--track``: one tracker each; ``--tracks-out FILE``: one only): a
+    video file its own; an image its folder's, resolved, whether it came from a folder, a glob or was named alone
+    (``a.jpg`` and ``../here/b.jpg`` in one folder are one sequence, in the order given, whatever their sizes)."""
+    return os.path.realpath(path if is_video(path) else os.path.dirname(os.path.abspath(path)))
 
 
 def refuse_several_sequences(args, images: Sequence[str]) -> None:
-    """--tracks-out FILE holds one sequence: one video file, or the images of one folder."""
+    """--tracks-out FILE holds one sequence: one video file, or the images of one folder (:func:`sequence_of`)."""
     if getattr(args, "tracks_out", None):
-        sequences = {image if is_video(image) else os.path.dirname(image) for image in images}
+        sequences = list(dict.fromkeys(sequence_of(image) for image in images))
         if len(sequences) > 1:
+            shown = ", ".join(sequences[:3]) + (f" and {len(sequences) - 3} more" if len(sequences) > 3 else "")
             raise CliError(
                 f"--tracks-out {args.tracks_out} holds one sequence of frames, and these inputs are {len(sequences)} "
-                "(each video, and each folder's images, is one): give one video file or one folder"
+                f"(each video, and the images of each folder, however named, is one: {shown}): give one video file, "
+                "or the images of one folder"
             )
 
 

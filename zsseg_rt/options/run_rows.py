@@ -113,10 +113,12 @@ RUN_OPTIONS = RunOptionTable(
                     "segment",
                     "(a video file, or the images of a folder in name order: a sequence of frames) give the objects "
                     "(--objects) a track id that keeps an object's identity from frame to frame: in --json, "
-                    "--save-json and --tracks-out; each video and each folder one tracker",
+                    "--save-json and --tracks-out; each video and each folder one tracker (images named one by one: "
+                    "their folder's, in the order given)",
                 ),
             ),
             example=True,
+            engine_options=("track_max_missed",),
         ),
         RunOption(
             "tracks_out",
@@ -128,6 +130,7 @@ RUN_OPTIONS = RunOptionTable(
             commands=_BOTH,
             output_kind="tracks",
             example="tracks.txt",
+            engine_options=("track_max_missed",),
             writes=True,
         ),
         RunOption(

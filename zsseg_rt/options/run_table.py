@@ -83,6 +83,9 @@ class RunOption:
         requires: ``(option, what)``: given (True, or not None), this option needs ``option`` given too (``what``:
             why, ``{}`` standing for that option's name or flag: "applies to the {} page").
         example: a value it takes (the generic tests pass it through the Session and the command line).
+        engine_options: the Engine options only this option (or another row naming them too) puts to use
+            (``track``: ``track_max_missed``): one given a value other than its default while none of those rows is
+            given is refused (:meth:`RunOptionTable.check_engine_options`), as ``requires`` refuses a run option.
         writes: it names a file or folder the run writes: ``-`` (standard output) is refused
             (:func:`standard_output_refusal`; every output is staged and put in place when the run ends).
     """
@@ -106,6 +109,7 @@ class RunOption:
     flag_from: str = ""
     requires: Optional[Tuple[str, str]] = None
     example: Any = None
+    engine_options: Tuple[str, ...] = ()
     writes: bool = False
 
     def __post_init__(self) -> None:
@@ -255,6 +259,35 @@ class RunOptionTable(RowTable[RunOption]):
                     cli = f"{row.flag} {what.format(needed.flag)}: give {given} too"
                 python = f"{row.name}={values[row.name]!r} {what.format(other)}: give {other} too"
                 raise OptionError(python, option=row.name, cli=cli)
+
+    def check_engine_options(self, values: Mapping[str, Any], engine: Mapping[str, Any]) -> None:
+        """Refuse, in one line and before anything opens, an Engine option (``engine``: the keywords given) that only
+        run options not given put to use (the rows' ``engine_options``: ``--track-max-missed 3`` without
+        ``--track`` or ``--tracks-out``); a value equal to its default changes nothing either way.
+
+        Raises:
+            OptionError: ``track_max_missed=3 applies only with track=True or tracks_out: give one of them too (or
+                leave track_max_missed out)``; the flags' words in ``cli``.
+        """
+        from zsseg_rt.options.engine_rows import ENGINE_OPTIONS
+
+        for name, value in engine.items():
+            users = [row for row in self if name in row.engine_options]
+            if (
+                not users
+                or value == ENGINE_OPTIONS[name].default
+                or any(row.given(values.get(row.name)) for row in users)
+            ):
+                continue
+            python = " or ".join(f"{row.name}=True" if row.is_switch else row.name for row in users)
+            flags = " or ".join(f"{row.flag} {row.metavar}" if row.metavar else str(row.flag) for row in users)
+            more = "one of them" if len(users) > 1 else "it"
+            flag = ENGINE_OPTIONS[name].flag
+            raise OptionError(
+                f"{name}={value!r} applies only with {python}: give {more} too (or leave {name} out)",
+                option=name,
+                cli=f"{flag} {value} applies only with {flags}: give {more} too (or leave {flag} out)" if flag else "",
+            )
 
     def markdown_table(self) -> str:
         """The rows as docs/usage.md's table ("The run's options"): option, flag, default, values."""

@@ -172,6 +172,10 @@ class Session:
             raise OptionError("a session needs at least one source (a camera, a stream URL, a video file, a folder)")
         self.model, self.classes, self.command = model, classes, command
         self.engine_options = dict(engine_options or {})
+        if isinstance(model, (str, os.PathLike)):  # the Engine the session opens: an option no run option uses
+            from zsseg_rt.options.run_rows import RUN_OPTIONS
+
+            RUN_OPTIONS.check_engine_options(dataclasses.asdict(self.options), self.engine_options)
         self.progress = progress
         self._max_pixels = max_pixels
         self.inputs: List[SessionInput] = []
