@@ -1,7 +1,7 @@
 """The logits the post-processing is judged on at C=171 (issue 86 item 2), and its lines.
 
 The Engine check's own logits come from random weights with "class i" names: zero bias, every sigmoid near 0.5, the
-worst case for pruning and not what a trained model gives (../shared/reference/gpu_review_7f842ed.md section 4). The
+worst case for pruning and not what a trained model gives (the review of the H200 run of 7f842ed, section 4). The
 post-processing is judged on three kinds instead, at the Engine check's geometry (the photo 2011_000006.jpg: two
 windows of 32x32 logits side by side, a 16x head upsampling to 512, the 512x683 rescaled image, a 375x500 output):
 
