@@ -319,6 +319,7 @@ def test_the_command_tests_mirror_the_cli_package():
     shared.add("test_cli_objects")  # --objects across the commands that write them (segment, camera)
     shared.add("test_cli_tracks")  # --track and --tracks-out across the commands that write them (camera, segment)
     shared.add("test_cli_advice_words")  # refusals in the running command's flags, never another's (issue 87, L3)
+    shared.add("test_cli_option_notes")  # a device-only option on the host path, said in one line (segment, camera)
     orphans = [
         s for s in stems - shared if not any(s == f"test_cli_{m}" or s.startswith(f"test_cli_{m}_") for m in modules)
     ]

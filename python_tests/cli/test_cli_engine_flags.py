@@ -142,13 +142,14 @@ def test_every_engine_flag_reaches_every_commands_engine(tiny_bundle, tmp_path, 
     photo = tmp_path / "p.png"
     cv2.imwrite(str(photo), np.full((40, 40, 3), 90, np.uint8))
     rows = engine_rows("segment")
-    argv = ["segment", photo, "--bundle", tiny_bundle, "--classes", "a,b", "-o", tmp_path / "seg.png"]
+    argv = ["segment", photo, "--bundle", tiny_bundle, "--classes", "a,b", "-o", tmp_path / "seg.png", "--track"]
     assert cli.main([str(a) for a in argv + _argv("segment", rows, digest)]) == 0
     folder = tmp_path / "frames"
     folder.mkdir()
     cv2.imwrite(str(folder / "f0.png"), np.full((40, 40, 3), 90, np.uint8))
     rows = engine_rows("camera")
     argv = ["camera", folder, "--bundle", tiny_bundle, "--classes", "a,b", "-o", tmp_path / "cam", "--no-progress"]
+    argv.append("--track")  # (--track-max-missed applies only with it)
     assert cli.main([str(a) for a in argv + _argv("camera", rows, digest)]) == 0
     for kwargs, command in zip(made, ("segment", "camera")):
         expected = _expected(command, engine_rows(command), digest)
