@@ -475,6 +475,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="the --live rows' backend (default auto: zsseg camera's default, the fastest path that passed the "
         "accuracy gate on this CPU, prepared first if it is not yet); 'none' leaves the --live rows out",
     )
+    parser.add_argument(
+        "--exact-live",
+        action="store_true",
+        help="only --live on the exact CPU path (ONNX Runtime fp32): the full window against the one --live chooses, "
+        "with the per-frame reference; its own section (benchmarks/_video_window.py)",
+    )
     parser.add_argument("--write", action="store_true", help="update the section in BENCHMARKS.md")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.clips.split(",") if name.strip()]
@@ -485,6 +491,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     begin, load_before = time.perf_counter(), os.getloadavg()[0]
     bundle = bundle_path(args)
+    if args.exact_live:
+        from ._video_window import SECTION as EXACT
+        from ._video_window import render_exact, run_exact
+
+        named = f"{args.config} (drawn after torch.manual_seed({SEED}))" if not args.bundle else args.bundle
+        show_section(EXACT, render_exact(run_exact(bundle, args), named), args.write)
+        return 0
     engine = Engine(bundle, classes=CLASSES, backend=args.backend, device=args.device, mode="fast", prepare=None)
     work = Path(tempfile.mkdtemp(prefix="zsseg-bench-video-"))
     warm = clip_frames(names[0], 1, Path(tempfile.mkdtemp(dir=work)))[0]

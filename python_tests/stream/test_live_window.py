@@ -202,3 +202,20 @@ def test_a_window_with_another_resize_is_refused(tiny_bundle):
 
     with pytest.raises(ValueError, match=r"^window_size=32 fits each image in one window of that size: it takes "):
         Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", window_size=32, test_scale=(None, 48))
+
+
+def test_a_new_path_runs_the_bundles_window(tiny_bundle):
+    """A path switched to between frames (the background preparation's upgrade, ``replace_backend``) runs the bundle's
+    own window again: the window's graphs were the old path's."""
+    from zsseg_rt import Engine
+    from zsseg_rt.options import LIVE
+    from zsseg_rt.runtime.backends import WindowedGraphs, make_backend
+
+    engine = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device="cpu", preset=LIVE)
+    pipeline = engine.pipeline
+    pipeline.use_window(32)
+    assert (pipeline.window_size, pipeline.test_scale, pipeline.meta.image_size) == (32, [32, 32], 32)
+    backend, plan = make_backend(pipeline.bundle_meta, pipeline.options, roles=pipeline.roles, adapter=WindowedGraphs)
+    pipeline.replace_backend(backend, plan)
+    assert (pipeline.window_size, pipeline.test_scale, pipeline.meta.image_size) == (64, [64, 64], 64)
+    assert engine(_frames(1)[0]).labels.shape == (120, 160)

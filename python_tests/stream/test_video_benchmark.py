@@ -204,3 +204,31 @@ def test_the_proxy_never_clears_a_folder_it_did_not_make(tmp_path, monkeypatch):
     with pytest.raises(pytest.fail.Exception, match="created"):
         video_proxy.ensure_scores(tmp_path / "scores", tmp_path / "new-env", install=True)
     assert made == [{"with_pip": True, "clear": False}]
+
+
+def test_the_exact_path_rows_say_the_window_chosen_and_its_trade():
+    """``--exact-live`` (issue 90): each clip's rows (per frame, the full window pinned, the window --live chose) with
+    the chosen window's rate judged against 5 fps and its agreement beside the full window's; the warm-up's line and
+    each window's expected rate in the header; the CPU's vector extensions named."""
+    from benchmarks import _video_window as exact
+    from zsseg_rt.stream.video_filter.live_window import WindowChoice
+
+    choice = WindowChoice(320, 5.4, 512, 1.9, {512: 1.9, 448: 2.6, 384: 3.7, 320: 5.4}, True, 4, "onnxruntime fp32")
+    row = dict(keyframes=8, flow_ms_mean=9.0)
+    rows = [
+        dict(row, mode="per frame", window=None, fps_end_to_end=0.35, agreement=100.0, flow_ms_mean=None),
+        dict(row, mode="--live --window-size 512", window=512, fps_end_to_end=1.9, agreement=91.5, turns=[1.9, 1.8]),
+        dict(row, mode="--live", window=320, fps_end_to_end=5.2, agreement=88.25, turns=[5.1, 5.2]),
+    ]
+    result = dict(clips=[dict(name="vtest", size=(576, 768), frames=30, rows=rows)], choice=choice, warmup=21.0,
+                  size=512, load=(0.5, 1.0), seconds=300.0)  # fmt: skip
+    text = exact.render_exact(result, "zegclip (seed 0)")
+    assert "512: 1.90 fps, 448: 2.60 fps, 384: 3.70 fps, 320: 5.40 fps expected at a keyframe every 4 frames" in text
+    assert f"its line: `{choice.line}`" in text and exact.cpu_features() in text
+    assert "| --live | 320x320 | 8 | 5.200 | 5.100 / 5.200 | 2.74 | 9 | 88.25 |" in text
+    assert (
+        "- `--live` (320x320, chosen): 5.20 fps end to end (target >= 5): met; the full window 1.90 fps; labels agree "
+        "88.25 % with the per-frame labels (91.50 % at the full window)"
+    ) in text
+    rows[-1]["fps_end_to_end"] = 4.5
+    assert "4.50 fps end to end (target >= 5): **missed**" in exact.render_exact(result, "zegclip (seed 0)")

@@ -174,6 +174,7 @@ class WindowedPipeline(Pipeline):
             self.device, self._device_vocab = device, None
             self.meta, self.postprocessor, scale = self._bundle  # the new path runs the bundle's own window
             self.window_size, self.test_scale = int(self.meta.image_size), list(scale)
+            self.window_choice = None  # (a window chosen for the old path no longer runs)
 
     @property
     def inference(self) -> str:
