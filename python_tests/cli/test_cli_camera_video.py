@@ -3,6 +3,7 @@
 ``--stats-json``, end to end and as the options that reach the ``VideoSegmenter`` and the Engine. The label folder
 itself: python_tests/stream/test_labels_out.py."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -214,6 +215,9 @@ def test_camera_live_runs_one_window_a_keyframe_every_4(tmp_path, tiny_bundle, m
     )
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("onnx") is None, reason='a smaller window needs onnx: pip install "zsseg_rt[window]"'
+)
 def test_camera_live_window_size_pins_the_window(tmp_path, tiny_bundle, monkeypatch):
     """``--live --window-size 32``: each frame in one window of 32 (the tiny graph's 64 rewritten), nothing measured
     (a clock that fails if read), the label maps at the frame's size, --stats-json's window 32; ``--window-size 40``

@@ -2,6 +2,7 @@
 window chosen from a warm-up measured with an injected clock (no timing here), the line that says what it trades, a
 pinned window (``Engine(window_size=N)``, ``--window-size N``) and a bad one refused in one line."""
 
+import importlib.util
 import itertools
 import logging
 from types import SimpleNamespace
@@ -13,6 +14,11 @@ from zsseg_rt.stream.video_filter import live_window
 from zsseg_rt.stream.video_filter.live_window import choose_window, live_window_reason, measure_window
 
 CLASSES = "a,b,c"
+# the tiny bundle's graphs are fixed-size: a smaller window rewrites them with onnx (the window extra), which a
+# runtime-only install lacks (there the test below checks what --live does without it)
+needs_onnx = pytest.mark.skipif(
+    importlib.util.find_spec("onnx") is None, reason='a smaller window needs onnx: pip install "zsseg_rt[window]"'
+)
 # seconds of one keyframe at each window of a 512 graph (ViT-B/16-like), and of one propagated frame
 COSTS = {512: 1.0, 448: 0.8, 384: 0.6, 320: 0.45, 256: 0.3}
 PROPAGATED = 0.05
@@ -22,7 +28,10 @@ class _Pipeline:
     """A windowed pipeline's face to the chooser: its window, set by ``use_window`` (each call recorded)."""
 
     def __init__(self, size=512, patch=16):
-        self.bundle_meta = SimpleNamespace(image_size=size, patch_size=patch)
+        from zsseg_rt.bundle import Names
+
+        any_size = {"image": {"dynamic_axes": {Names.IMAGE: {"2": "height", "3": "width"}}}}  # (no rewrite needed)
+        self.bundle_meta = SimpleNamespace(image_size=size, patch_size=patch, io=any_size)
         self.window_size, self.set = size, []
 
     def use_window(self, size):
@@ -123,6 +132,7 @@ def _frames(count=6, size=(120, 160)):
     return [frame] * count
 
 
+@needs_onnx
 def test_live_chooses_the_window_on_the_first_frame(tiny_bundle, monkeypatch, caplog):
     """``VideoSegmenter(Engine(bundle, preset=LIVE))`` on ONNX Runtime fp32: the first frame measures the tiny
     bundle's windows (64, 48, 32) with the injected clock, keeps 48 (64 misses the rate, 48 reaches it) and runs
@@ -160,6 +170,7 @@ def test_live_chooses_the_window_on_the_first_frame(tiny_bundle, monkeypatch, ca
     assert again(_frames(1)[0]).labels.shape == (120, 160) and again.window_choice is choice
 
 
+@needs_onnx
 def test_a_pinned_window_is_run_and_nothing_is_measured(tiny_bundle, monkeypatch):
     """``Engine(window_size=32)`` (``--window-size 32``): the Engine runs one window of 32 from its first frame,
     with the LIVE preset too, and the segmenter measures nothing (a clock that fails if read)."""
@@ -204,6 +215,7 @@ def test_a_window_with_another_resize_is_refused(tiny_bundle):
         Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", window_size=32, test_scale=(None, 48))
 
 
+@needs_onnx
 def test_a_new_path_runs_the_bundles_window(tiny_bundle):
     """A path switched to between frames (the background preparation's upgrade, ``replace_backend``) runs the bundle's
     own window again: the window's graphs were the old path's."""
@@ -219,3 +231,44 @@ def test_a_new_path_runs_the_bundles_window(tiny_bundle):
     pipeline.replace_backend(backend, plan)
     assert (pipeline.window_size, pipeline.test_scale, pipeline.meta.image_size) == (64, [64, 64], 64)
     assert engine(_frames(1)[0]).labels.shape == (120, 160)
+
+
+def test_without_onnx_live_runs_the_full_window_and_says_so(tiny_bundle, monkeypatch, caplog):
+    """No onnx package (a runtime-only install): ``--live`` on the exact CPU path cannot rewrite the fixed-size graphs
+    for a smaller window; it measures the full window only, runs it, and where it misses the rate says so once at
+    warning level with the install line (never a silent fallback); a pinned ``window_size=32`` is refused in one line
+    naming the extra."""
+    from zsseg_rt import Engine
+    from zsseg_rt.options import LIVE
+    from zsseg_rt.stream import VideoSegmenter
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    engine = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device="cpu", preset=LIVE)
+    calls, now = itertools.count(), [0.0]
+
+    def tick():  # as above: a propagated frame 0.01 s, each keyframe at the full window 1 s (3.9 fps: missed)
+        index = next(calls)
+        if index % 2:
+            now[0] += 0.01 if index == 1 else 1.0
+        return now[0]
+
+    monkeypatch.setattr(live_window, "CLOCK", tick)
+    with caplog.at_level(logging.INFO, logger="zsseg_rt"):
+        video = VideoSegmenter(engine)
+        results = [video(frame) for frame in _frames(3)]
+    choice = video.window_choice
+    assert engine.pipeline.window_size == 64 and list(choice.measured) == [64] and not choice.met
+    assert [r.labels.shape for r in results] == [(120, 160)] * 3
+    warned = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "live window" in r.getMessage()
+    ]
+    assert warned == [choice.line] and choice.line.startswith(
+        "live window: the full 64x64: expected 3.9 fps (target 5 not met on this CPU"
+    )
+    assert choice.line.endswith(
+        "; a smaller window needs the onnx package (a fixed-size graph rewritten for a smaller window), which this "
+        'environment lacks (onnx not installed): pip install "zsseg_rt[window]"'
+    )
+    with pytest.raises(ImportError, match=r'needs the onnx package .*: pip install "zsseg_rt\[window\]"$'):
+        Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device="cpu", window_size=32)

@@ -258,7 +258,7 @@ def test_a_per_source_output_is_refused_in_its_own_words(tmp_path, monkeypatch, 
         assert str(caught.value) == f"{keyword}={value!r} {said} {keyword}={example!r}"
         assert caught.value.cli == f"{flag} {value} {said} {flag} {example}"
     argv = ["camera", clip, f"front={clip}", "--bundle", "no-bundle", "--classes", "a", "--track"]
-    assert cli.main([*argv, "--tracks-out", "two.txt", "-o", "two.mcap"]) == 1
+    assert cli.main([*argv, "--tracks-out", "two.txt", "-o", "null"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert err[-1] == f"zsseg camera: error: --tracks-out two.txt {said} --tracks-out two_{{source}}.txt", err
     assert sorted(os.listdir(tmp_path)) == ["clip.avi"]

@@ -19,7 +19,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from zsseg_rt.bundle import graph_files
-from zsseg_rt.needs import Needs
+from zsseg_rt.runtime.pipelines.window import NEEDS
 
 __all__ = ["WindowGraphError", "derive_window_graphs", "resize_grid"]
 
@@ -28,10 +28,6 @@ MAX_EXTRA_TOKENS = 256  # tokens beside CLS and the patches a graph may carry (Z
 
 class WindowGraphError(ValueError):
     """The bundle's graphs cannot be rewritten for another window (one line: why)."""
-
-
-# what a rewrite needs beyond the runtime install (the export extra holds onnx)
-NEEDS = Needs("the onnx package (a fixed-size graph rewritten for a smaller window)", "export", ("onnx",))
 
 
 def _onnx() -> Any:

@@ -16,10 +16,13 @@ import numpy as np
 
 from zsseg_rt.bundle import BundleMeta, Names
 from zsseg_rt.errors import OptionError
+from zsseg_rt.needs import Needs
 
 __all__ = ["WindowRunner", "check_window_size", "window_candidates", "window_meta", "window_runner"]
 
 DERIVE = "zsseg_rt.prepare.window_graphs:derive_window_graphs"  # by name: zsseg_rt.prepare is a layer above
+# what a fixed-size graph's rewrite needs beyond the runtime install (the window extra holds onnx)
+NEEDS = Needs("the onnx package (a fixed-size graph rewritten for a smaller window)", "window", ("onnx",))
 CANDIDATE_STEPS = 4  # the window sizes tried: S, then S/8 less each step (512: 448, 384, 320, 256), down to S/2
 
 

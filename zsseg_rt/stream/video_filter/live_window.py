@@ -50,6 +50,7 @@ class WindowChoice:
     every: int
     path: str
     target: float = LIVE_FPS_TARGET
+    unavailable: str = ""  # why no smaller window was measured (no onnx package to rewrite the graphs)
 
     @property
     def line(self) -> str:
@@ -59,7 +60,8 @@ class WindowChoice:
         )
         where = f"measured on the first frame on this CPU ({self.path})"
         if self.size == self.full_size:
-            return f"live window: the full {full}: expected {self.fps:.1f} fps ({goal}), {where}"
+            line = f"live window: the full {full}: expected {self.fps:.1f} fps ({goal}), {where}"
+            return line + (f"; a smaller window {self.unavailable}" if self.unavailable and not self.met else "")
         smallest = "" if self.met else ", the smallest measured"
         return (
             f"live window: {self.size}x{self.size} instead of {full}{smallest}: expected {self.fps:.1f} fps ({full}: "
@@ -124,6 +126,15 @@ def live_window_reason(engine: Any, preset: Any) -> Optional[str]:
     return None
 
 
+def missing_rewrite(pipeline: Any) -> str:
+    """Why no smaller window can run here: a fixed-size graph and no onnx package to rewrite it ("needs the onnx
+    package (...), which this environment lacks (onnx not installed): pip install ..."), else ""."""
+    from zsseg_rt.runtime.pipelines.window import NEEDS, any_size
+
+    missing = NEEDS.missing() if not any_size(pipeline.bundle_meta) else []
+    return NEEDS.refusal("", missing, who="a smaller window").removeprefix("a smaller window ") if missing else ""
+
+
 def measure_window(
     engine: Any,
     keyframe: Callable[[], Any],
@@ -161,6 +172,9 @@ def measure_window(
     backend = getattr(pipeline.backend, "runner", pipeline.backend)
     path = f"{getattr(backend, 'name', '?')} {getattr(backend, 'precision', None) or 'fp32'}"
     candidates = window_candidates(pipeline.bundle_meta)
+    unavailable = missing_rewrite(pipeline)
+    if unavailable:  # the full window needs no rewrite: measured, and kept where it reaches the rate
+        candidates = candidates[:1]
     log.info(
         "live window: timing the encoder at %s on the first frame (%s on this CPU; the largest that reaches %g fps "
         "is kept)",
@@ -169,8 +183,9 @@ def measure_window(
         target,
     )
     choice = choose_window(candidates, keyframe_seconds, between, every, path, target)
+    choice = dataclasses.replace(choice, unavailable=unavailable)
     if pipeline.window_size != choice.size:
         pipeline.use_window(choice.size)
     pipeline.window_choice = choice  # one choice per Engine: its next segmenters run it as it is
-    log.info("%s", choice.line)
+    log.log(logging.WARNING if unavailable and not choice.met else logging.INFO, "%s", choice.line)
     return choice
