@@ -33,7 +33,7 @@ using detail::python_type_name;
 using detail::RawArray;
 
 // "[3, 64]". std::to_string, not an ostringstream: iostream facets crash when a static libstdc++ inside _C meets
-// the process's shared one (the first GPU run, issue 25).
+// the process's shared one (as on the first GPU run).
 std::string join_shape(const std::vector<std::int64_t>& shape) {
   std::string text = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) {

@@ -1,4 +1,4 @@
-// output_cache.h: the memory of dropped CUDA outputs, kept for the next output of the same size (issue 86 item 2).
+// output_cache.h: the memory of dropped CUDA outputs, kept for the next output of the same size.
 //
 // Why: an eager op call allocated its output from the library's pool (cudaMallocFromPoolAsync plus an event record)
 // and its release ordered the library's release stream after the launch and freed it there (cudaStreamWaitEvent,

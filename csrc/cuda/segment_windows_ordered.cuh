@@ -1,5 +1,5 @@
-// CUDA segment_windows, the `ordered` candidate's branch and bound (segment_windows_testing::Variant::kOrdered; issue
-// 86 item 2): the tiled kernel's fast tiles (segment_windows_tiled.cu, run_tile_fast<T, true>) evaluate first the
+// CUDA segment_windows, the `ordered` candidate's branch and bound (segment_windows_testing::Variant::kOrdered):
+// the tiled kernel's fast tiles (segment_windows_tiled.cu, run_tile_fast<T, true>) evaluate first the
 // chunk of 8 listed classes with the highest upper bounds (the bound pass's), then drop every other listed class
 // whose upper bound is below the tile's smallest best value (the minimum over the tile's pixels of their largest
 // value so far), and evaluate the survivors in class order.

@@ -25,7 +25,7 @@ enum class Pruning {
 void set_pruning(Pruning mode);
 Pruning pruning();
 
-// The sigmoid path's tiled kernel, one of the candidates that a GPU lease times against each other (issue 72; the
+// The sigmoid path's tiled kernel, one of the candidates that a GPU lease times against each other (the
 // winner becomes the default and the others go). Every variant gives the CPU op's labels and scores up to fp32
 // rounding (the emulation tests run each); they differ in how the tame tiles' merged values are made and in the
 // occupancy they ask for. Process-wide, read by the launcher at each call, like the pruning mode.

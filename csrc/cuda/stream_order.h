@@ -1,4 +1,4 @@
-// Stream-ordered memory and completion events for the outputs of the CUDA ops (issues 13, 25). Host code only: the
+// Stream-ordered memory and completion events for the outputs of the CUDA ops. Host code only: the
 // binding layer (csrc/bindings, built with the CUDA toolkit, or against csrc/emu's stand-in <cuda_runtime.h> for
 // the emulated Python build) and the emulation tests (cpp_tests/emulation) compile this same header.
 //

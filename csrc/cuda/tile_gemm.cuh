@@ -251,7 +251,7 @@ inline unsigned int grid_dim_capped(std::int64_t tiles) {
 // True when a grid of `blocks_with_64` 64-tiles would not give every multiprocessor of the current device two
 // blocks: then 32-tiles (four times the blocks) keep the GPU busy. On the first H100 run similarity (C=171,
 // N=1024) had 48 blocks and relation_descriptor (C=171, 512 outputs, one image) 24 blocks for 132 SMs: most SMs
-// idle, 2.2x and 2.6x torch's time (issue 25). An unknown SM count keeps the 64-tiles.
+// idle, 2.2x and 2.6x torch's time. An unknown SM count keeps the 64-tiles.
 inline bool prefer_small_tiles(std::int64_t blocks_with_64) {
   int device = 0;
   int multiprocessors = 0;

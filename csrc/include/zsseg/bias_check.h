@@ -1,4 +1,4 @@
-// Device-side finiteness check of a class bias (issue 13): instead of copying the bias to the host and waiting
+// Device-side finiteness check of a class bias: instead of copying the bias to the host and waiting
 // for it on every call, a one-block kernel enqueued on the launch stream writes the first non-finite class into
 // an int the host reads once the launch's completion event has passed (page-locked, mapped memory: no copy, no
 // wait). The binding reports it later (DeviceArray.numpy(), the next op call, or _C.check_pending_errors()).
