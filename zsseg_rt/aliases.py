@@ -34,13 +34,13 @@ def _room(old: str, new: str, names: str) -> Dict[str, str]:
 
 # old module -> (new module, the date it was deprecated); each group says why
 MOVED: Dict[str, Tuple[str, str]] = {
-    # each backend's modules moved into its folder (issue 63)
+    # each backend's modules moved into its folder
     **_moves("2026-11-26", {
         "zsseg_rt.runtime.ort_precision": "zsseg_rt.runtime.backends.onnxruntime.precision",
         "zsseg_rt.runtime.openvino_backend": "zsseg_rt.runtime.backends.openvino",
         "zsseg_rt.runtime.tensorrt": "zsseg_rt.runtime.backends.tensorrt.engines",
     }),
-    # the preparation modules moved to zsseg_rt.prepare (issue 63)
+    # the preparation modules moved to zsseg_rt.prepare
     **_moves("2026-11-26", {
         "zsseg_rt.export.accuracy_gate": "zsseg_rt.prepare.gate",
         "zsseg_rt.export.two_stage_gate": "zsseg_rt.prepare.gate_two_stage",
@@ -56,7 +56,7 @@ MOVED: Dict[str, Tuple[str, str]] = {
         "zsseg_rt.export.trt_memory": "zsseg_rt.prepare.tensorrt.memory",
         "zsseg_rt.export.progress": "zsseg_rt.console.progress",
     }),
-    # the device pipeline's modules moved into runtime/device/ (issue 73)
+    # the device pipeline's modules moved into runtime/device/
     **_moves("2026-11-27", _room("zsseg_rt.runtime", "zsseg_rt.runtime.device",
         "buffer_views cuda_driver cuda_graphs cuda_memory device_pipeline device_video in_flight postprocess_plans "
         "stage_timing")),
@@ -65,7 +65,7 @@ MOVED: Dict[str, Tuple[str, str]] = {
         "zsseg_rt.models.family": "zsseg_rt.contract.family",
         "zsseg_rt.models.registry": "zsseg_rt.contract.registry",
     }),
-    # the loose top-level modules moved into rooms (issue 80, item 4)
+    # the loose top-level modules moved into rooms
     **_moves("2026-11-28", {
         "zsseg_rt.output_plan": "zsseg_rt.outputs.plan",
         "zsseg_rt.output_owner": "zsseg_rt.outputs.owner",
@@ -75,12 +75,12 @@ MOVED: Dict[str, Tuple[str, str]] = {
         "zsseg_rt.speed": "zsseg_rt.console.speed",
         "zsseg_rt.signal_phases": "zsseg_rt.console.signal_phases",
     }),
-    # the output kinds and their sinks left zsseg_rt/stream/ for the outputs room (issue 80, item 2)
+    # the output kinds and their sinks left zsseg_rt/stream/ for the outputs room
     **_moves("2026-11-28", {"zsseg_rt.stream.output_kinds": "zsseg_rt.outputs.kinds", **_room(
         "zsseg_rt.stream", "zsseg_rt.outputs",
         "sink_base sinks file_sinks video_writers mcap_sink foxglove_sink coco_sink robot_sinks ros_messages "
         "object_messages labels result_outputs camera_outputs loopback")}),
-    # stream/'s modules moved into its rooms (issue 80, item 1)
+    # stream/'s modules moved into its rooms
     **_moves("2026-11-28", {
         **_room("zsseg_rt.stream", "zsseg_rt.stream.video_filter", "temporal video video_metrics lookahead filter_arrays"),
         "zsseg_rt.stream.ffmpeg_log": "zsseg_rt.stream.sources.ffmpeg_log",  # FFmpeg's messages of one source

@@ -198,7 +198,7 @@ def frame_count(path: str) -> int:
 
 
 def first_frame_note(path: str) -> str:
-    """Empty for a single image, else the line that says only the first of its frames is segmented (issue 75, E14: an
+    """Empty for a single image, else the line that says only the first of its frames is segmented (an
     animated GIF's first frame was used silently)."""
     frames = frame_count(path)
     if frames <= 1:
@@ -211,7 +211,7 @@ def first_frame_note(path: str) -> str:
 
 def pil_image_rgb(image) -> np.ndarray:
     """``[H, W, 3]`` uint8 RGB of a PIL image, turned upright as its EXIF orientation says (as the file's path would
-    be read: issue 75, E13, a phone photo opened with PIL came out on its side)."""
+    be read: a phone photo opened with PIL came out on its side)."""
     from PIL import ImageOps
 
     with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""The files a user names as inputs (issue 75, item 3): globs that never follow a symbolic-link loop, and the kinds of
+"""The files a user names as inputs: globs that never follow a symbolic-link loop, and the kinds of
 file that are no image or video (a FIFO, a device, a socket: reading one waits for a writer, or forever).
 
 - :func:`expand_glob` is ``glob.glob(pattern, recursive=True)`` whose ``**`` enters each real folder once: a link back

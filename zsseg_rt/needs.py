@@ -1,6 +1,6 @@
 """What a command or an output cannot run without beyond the core install: :class:`Needs` (Python modules, looked up
 with ``importlib.util.find_spec`` and never imported, and the extras of pyproject.toml that install them), and the
-one-line refusal when one is missing. The core's (issue 80, item 1): ``zsseg_rt.stream.Session`` checks an output's
+one-line refusal when one is missing. The core's: ``zsseg_rt.stream.Session`` checks an output's
 packages itself; ``zsseg_rt.cli.Needs`` is this class (the CLI's rows name what each command needs). Standard library
 only (the CLI's ``--help``)."""
 

@@ -197,7 +197,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser, whose "unrecognized arguments" names the closest option of the command run ("did you mean
     '--precision'?"), or the commands that have an option this one does not ("--live is an option of zsseg camera"),
     on the command's own parser (its usage shown); a required option missing because it was misspelt says so too
-    ("--clases: did you mean '--classes'?", F8). The subcommands' parsers are of this class too."""
+    ("--clases: did you mean '--classes'?"). The subcommands' parsers are of this class too."""
 
     _argv: List[str] = []  # the command line being parsed (a subcommand's error reads it)
 
@@ -305,7 +305,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _engine_flags(command: str) -> List[str]:
     """The Engine flags ``zsseg command`` has (none for a command that opens no Engine from its flags): an error's
-    advice names no other (issue 87, L3)."""
+    advice names no other (``zsseg batch`` has no ``--prepare``)."""
     from zsseg_rt.console.arguments import engine_rows
 
     try:

@@ -54,7 +54,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         **engine_kwargs(args, "batch"),  # every worker's Engine (zsseg_rt.options)
     )
     repeated = job.plan.repeated
-    if repeated:  # a list file naming an image twice: one output, read once (issue 87, L8)
+    if repeated:  # a list file naming an image twice: one output, read once
         more = f" and {len(repeated) - 1} more" if len(repeated) > 1 else ""
         print(
             f"zsseg batch: note: {args.input} names {repeated[0]}{more} more than once: each is segmented once",

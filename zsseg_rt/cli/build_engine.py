@@ -169,7 +169,7 @@ def _cmd_build_engine(args) -> int:
 
 
 def _unwritable(args) -> str:
-    """Why the records or engines cannot be written where they go (F12), in one line, or "": ``--cache-dir`` a file;
+    """Why the records or engines cannot be written where they go, in one line, or "": ``--cache-dir`` a file;
     the folder (``--cache-dir DIR``, else the bundle's ``engines/``; a folder still to be made: the one it is made in)
     on a read-only file system or not writable (the run failed with "Read-only file system: '.../engines'" after its
     start, and the dry-run planned records there)."""

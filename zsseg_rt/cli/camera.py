@@ -45,7 +45,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
 
     p.add_argument("-o", "--output", action="append", default=[], help=output_help("-o"))  # from the kinds' rows
     add_engine_arguments(p, "camera")  # --backend, --mode (fast here), --prepare, --max-pixels, ... (zsseg_rt.options)
-    p.set_defaults(mode=None)  # not given: fast where the bundle has it, else its one order (session.default_mode: E2)
+    p.set_defaults(mode=None)  # not given: fast where the bundle has it, else its one order (session.default_mode)
     p.add_argument("--no-progress", action="store_true", help="no progress bar for video files and folders")
     add_run_arguments(p, "camera")  # the run options from their rows (zsseg_rt.options.run_rows): --fps, --live, ...
     add_output_arguments(p, "-o")  # the kinds' own options: --frame-id, --no-overlay-topic (their rows)
@@ -85,7 +85,7 @@ def run_camera_command(args) -> int:
     )
     from zsseg_rt.console.errors import refuse_stdout
 
-    refuse_stdout(args, "-o display:// shows the frames, --preview PORT serves them")  # -o -: F18
+    refuse_stdout(args, "-o display:// shows the frames, --preview PORT serves them")  # -o - made a folder named -
     with in_flag_words():  # a Session's refusals said with the flags (ZssegError.cli)
         return _session(args).run()
 

@@ -1,6 +1,6 @@
 """What ``zsseg camera``'s video options build, kept here by these names for one release: the
 :class:`~zsseg_rt.stream.video_filter.video.VideoSegmenter` around the Engine and its refusals are the core's
-(``zsseg_rt.stream.loop.session_options``, which the Session runs; issue 80, item 1); the flags themselves
+(``zsseg_rt.stream.loop.session_options``, which the Session runs); the flags themselves
 (``--labels-out``, ``--stabilize``, ``--stabilize-delay``, ``--keyframe-every``, ``--adaptive-keyframes``,
 ``--live``, ``--temporal-consistency``) are rows of the run's option table (``zsseg_rt.options.run_rows``), generated
 with the camera's other run options (``zsseg_rt.console.run_arguments``). Light at import (the CLI's ``--help``)."""

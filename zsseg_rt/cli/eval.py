@@ -101,7 +101,7 @@ def _report(metrics, args: argparse.Namespace) -> int:
     if args.json is True:  # --json: the metrics as JSON on stdout, nothing else (as `zsseg segment --json`)
         print(json.dumps(metrics, indent=1))
     else:
-        if metrics.get("banner"):  # random weights: said before the numbers, which mean nothing (issue 75, E7)
+        if metrics.get("banner"):  # random weights: said before the numbers, which mean nothing
             print(metrics["banner"])
         print(format_table(metrics, per_class=not args.no_per_class))
         ran = (

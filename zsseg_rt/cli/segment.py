@@ -59,7 +59,7 @@ __all__ = [
 
 VIEWS = ("overlay", "mask")  # --visualize (jetson-inference's names); the label ids are --save-labels
 RUNS_DIR = os.path.join("runs", "segment")
-MULTI_FRAME_EXTENSIONS = (".gif", ".webp", ".png", ".apng", ".tif", ".tiff")  # an image that may hold frames (E14)
+MULTI_FRAME_EXTENSIONS = (".gif", ".webp", ".png", ".apng", ".tif", ".tiff")  # an image that may hold frames
 VIDEO = "video"  # plan_outputs: the files of a video input are NAME_000042_KIND.png, one per frame and kind
 WRITABLE_EXTENSIONS = ".png, .jpg, .bmp, .tif, .webp"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -240,7 +240,7 @@ def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool, owner=None
 # ---- the run -----------------------------------------------------------------------------------------------------------
 def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=None, frame=None, done=None, find=None):
     """Segment one image (``frame``: ``(index, BGR array)`` of a video's frame instead of the file ``path``) and
-    write its views ``files``; ``before_write()`` runs before the first of them (the class map: E6), ``done(result)``
+    write its views ``files``; ``before_write()`` runs before the first of them (the class map), ``done(result)``
     after the last (the speed summary, the COCO masks); ``find(result)``: its objects (--track: tracked)."""
     from zsseg_rt.image_io import first_frame_note, read_image_fitted
     from zsseg_rt.outputs.image_files import write_views
@@ -251,7 +251,7 @@ def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=No
     else:
         partial = bool(getattr(args, "allow_partial_images", False))
         image, resized = read_image_fitted(path, args.max_pixels, resize=args.resize, allow_partial=partial)
-        if path.lower().endswith(MULTI_FRAME_EXTENSIONS) and first_frame_note(path):  # E14: said, not silent
+        if path.lower().endswith(MULTI_FRAME_EXTENSIONS) and first_frame_note(path):  # said, not silent
             print(f"zsseg segment: note: {first_frame_note(path)}", file=sys.stderr)
     if resized:
         print(f"zsseg segment: note: {resized['note']}", file=sys.stderr)
@@ -285,7 +285,7 @@ def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=No
 
 class _Results:
     """What a run keeps of its images: each one's summary only with ``--json`` (printed at the end), else the count
-    of images written; a run over a large folder then holds nothing per image (issue 79, F16: the summaries of
+    of images written; a run over a large folder then holds nothing per image (the summaries of
     every image were kept without --json, 1.4 KB an image: 1.4 GB for a million)."""
 
     def __init__(self, keep: bool) -> None:
@@ -323,7 +323,7 @@ def run_segment(args) -> int:
     from zsseg_rt.console.signal_phases import phase
     from zsseg_rt.image_io import MAX_PIXELS_ENV, max_pixels_limit
 
-    refuse_stdout(args, "--json prints the results on standard output")  # -o -, --save-json -: F18
+    refuse_stdout(args, "--json prints the results on standard output")  # -o -, --save-json -: no pipe
     with in_flag_words():  # --track-max-missed without --track / --tracks-out (the run rows' engine_options)
         RUN_OPTIONS.check_engine_options(run_values(args, "segment"), engine_kwargs(args, "segment"))
     # no limit given: a photo over the default is resized to fit it (with a note) instead of refused
@@ -335,7 +335,7 @@ def run_segment(args) -> int:
     refuse_special_files(images)  # a FIFO, a device, a socket: one line now, not a read that waits forever
     refuse_several_sequences(args, images)
     plan, owner = _claimed_plan(images, args, views)
-    folders = [source for source in args.images if os.path.isdir(source)]  # no output inside one (M8 of issue 87)
+    folders = [source for source in args.images if os.path.isdir(source)]  # no output inside one
     outputs = None
     try:  # the output is this run's from here to its end (one owner per output: zsseg_rt.outputs.owner)
         # The numbered folder segment picks itself (no -o: runs/segment/expN under the working folder) is a new
@@ -431,13 +431,13 @@ def _segment_all(args, images: Sequence[str], plan: Dict, outputs=None) -> int:
         print(f"zsseg segment: note: {note}", file=sys.stderr)
     if engine.weights_banner:
         print(f"zsseg segment: note: {args.bundle}: {engine.weights_banner}", file=sys.stderr)
-    # what the label values mean (classes.json): one meaning per folder (F4, L6), written before the first map (E6)
+    # what the label values mean (classes.json): one meaning per folder, written before the first map
     record = SegmentRecord(plan["class_map"], LabelMeaning.of_engine(engine))
     record.check(args.overwrite, lambda: views_left(plan, VIEWS), f"-o {plan['directory']!r}")
     class_map_first = record.write
 
     finder = _object_finder(args, engine)
-    results = _Results(keep=bool(args.json))  # (F16: O(1) per image without --json)
+    results = _Results(keep=bool(args.json))  # (O(1) per image without --json)
     summaries = results.summaries
     failed = 0
     speed = SpeedMeter()  # the "Speed: ..." line at the end (zsseg_rt.console.speed)
@@ -487,7 +487,7 @@ def _segment_all(args, images: Sequence[str], plan: Dict, outputs=None) -> int:
                 print(f"zsseg segment: skipped {path}: {format_error(exc)}", file=sys.stderr)
                 good = False
             failed += not good
-    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: what was done is said as at the end (F17), then the signal's code
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: what was done is said as at the end, then the signal's code
         if speed.images:
             _closing_lines(args, plan, engine, speed, summaries)
         raise

@@ -1,4 +1,4 @@
-"""``zsseg segment``'s inputs and its claim on its output (issue 75, item 3 and E1, E3, E8): what a path on its command
+"""``zsseg segment``'s inputs and its claim on its output: what a path on its command
 line is (a photo, a folder of photos, a quoted glob, a video file), refused when it is a FIFO, a device or a socket;
 the frames of a video file, each segmented as a photo with the same outputs (``clip_000042_overlay.png``, ...); and
 the owner lock that holds the run's output folder (or file) from its start to its end
@@ -38,7 +38,7 @@ def is_video(path: str) -> bool:
 
 def refuse_special_files(paths: Sequence[str]) -> None:
     """Refuse a FIFO, a device or a socket among the inputs, before anything is loaded (reading one waits for a
-    writer, or forever: E8).
+    writer, or forever).
 
     Raises:
         CliError: one line naming the first one and what it is.
@@ -52,7 +52,7 @@ def refuse_special_files(paths: Sequence[str]) -> None:
 
 
 def refuse_missing(paths: Sequence[str]) -> None:
-    """Refuse a path that does not exist among the inputs, before the model loads (F17: it was said only after, as
+    """Refuse a path that does not exist among the inputs, before the model loads (it was said only after, as
     a skipped image, seconds later for a large model).
 
     Raises:
@@ -87,7 +87,8 @@ def existing_frame_files(directory: str, name: str, kinds: Sequence[str]) -> Lis
 def views_left(plan: Dict, views: Sequence[str]) -> List[str]:
     """The view files (``STEM_labels.png``, ``STEM_mask.png``, ``STEM_overlay.png``, a video's frames) an output folder
     holds that the run of ``plan`` (``segment.plan_outputs``) does not write over, by name: they would stay beside
-    its classes.json (issue 79, F4; 87, L6). A single file's plan (``-o out.png``): none (its own files only)."""
+    its classes.json, which would no longer say what their label values mean. A single file's plan
+    (``-o out.png``): none (its own files only)."""
     directory = plan["directory"]
     if plan.get("single") or not os.path.isdir(directory):
         return []

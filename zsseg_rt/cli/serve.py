@@ -52,7 +52,7 @@ def _check_serve_args(args: argparse.Namespace) -> None:
             f"{args.replicas} replicas x {args.cpus_per_replica:g} CPUs need more than the {local_cpus(args)} CPUs of "
             "the local cluster (the deployment would wait forever): lower --replicas or --cpus-per-replica"
         )
-    if local_cluster(args.address):  # the replicas run here: what their Engine refuses is refused now (F6)
+    if local_cluster(args.address):  # the replicas run here: what their Engine refuses is refused now
         from zsseg_rt.scale.engine import check_worker_engine
 
         check_worker_engine(args.bundle, args.classes, **engine_kwargs(args, "serve"))
@@ -64,7 +64,7 @@ def _stop_once(signum, frame) -> None:
     ``Terminated``, the signal recorded). Raised inside ``ray.get`` (where Ray runs the handler while it waits for
     the deployment) that comes out as Ray's own ``KeyboardInterrupt``; the exception class of before, not one,
     became "SystemError: ... returned a result with an exception set" there, or was dropped: the signal swallowed,
-    and every later one ignored by then (issue 64, N5)."""
+    and every later one ignored by then."""
     from zsseg_rt.console.errors import interrupt_handler
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -144,7 +144,7 @@ def _shut_down(args: argparse.Namespace, started: dict) -> None:
     On the private local cluster: the replicas stop admitting (every request after the signal gets 503 with
     Retry-After) and finish the requests they hold (``serve_stop.stop_accepting``), then the cluster goes as a whole,
     the controller and proxy with it. The application is not deleted first: that took its route off the proxy while
-    it still listened, so the requests arriving then got Ray's plain-text 404 (issue 79, F7). serve.shutdown() would
+    it still listened, so the requests arriving then got Ray's plain-text 404. serve.shutdown() would
     only add Ray's noise there: the controller's graceful_shutdown call ends by design with the controller's own ray.kill,
     which the raylet reports to the terminal as a failed call "to be retried". On a cluster of its own (--address),
     Serve is shut down there (if this command started it). Ray is left explicitly, not at the interpreter's exit."""

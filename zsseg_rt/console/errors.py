@@ -130,7 +130,7 @@ def command_line_advice(message: str, command: str = "", flags: Optional[Iterabl
     """``message`` with each ``Engine(..., name=value)`` turned into the command-line flag that sets ``name``
     (``--max-pixels N``; a value whose flag text differs written as that text, ``--prepare none``), or, where no flag
     does, into the Python argument with a note that no flag sets it. ``flags``: the Engine flags ``zsseg command``
-    has (None: every command's); a flag it lacks is never named (issue 87, L3: ``zsseg batch`` has no ``--prepare``),
+    has (None: every command's); a flag it lacks is never named (``zsseg batch`` has no ``--prepare``),
     the Python argument is, with that note."""
     taken = None if flags is None else set(flags)
 
@@ -196,7 +196,7 @@ def interrupted(exc: KeyboardInterrupt, command: str, debug: bool = False) -> in
 
 def refuse_stdout(args, instead: str) -> None:
     """Refuse ``-`` (standard output, by the usual convention) given to a file or folder output of ``args``: every
-    output is written under a temporary name and put in place when the run ends, which a pipe cannot be (F18: ``-o -``
+    output is written under a temporary name and put in place when the run ends, which a pipe cannot be (``-o -``
     made a folder named ``-``, ``--save-json -`` said "expected a .json file name, got 'none'"). The outputs are the
     command's ``-o`` and every run option row that ``writes`` (``--labels-out``, ``--save-json``, ``--tracks-out``,
     ``--stats-json``: a Session refuses the same values in its words, ``RunOption.check_value``); ``instead``: what
@@ -221,7 +221,7 @@ def refuse_stdout(args, instead: str) -> None:
 def cli_warnings(command: str) -> Iterator[None]:
     """While a command runs, a :class:`~zsseg_rt.errors.CliWarning` is printed in the command line's words, one line
     ``zsseg CMD: warning: ...`` (or nothing, when it has none), instead of Python's ``file:line: RuntimeWarning: ...``
-    with advice on Python arguments (F5); other warnings as Python shows them."""
+    with advice on Python arguments; other warnings as Python shows them."""
     import warnings
 
     from zsseg_rt.errors import CliWarning

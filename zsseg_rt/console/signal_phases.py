@@ -1,4 +1,4 @@
-"""Signals at every phase of a command's start-up (issue 64, N5), and the test hook that stops a command at a phase.
+"""Signals at every phase of a command's start-up, and the test hook that stops a command at a phase.
 
 The rule (:mod:`zsseg_rt.console.errors`): SIGINT raises ``KeyboardInterrupt`` and SIGTERM raises ``Terminated`` in the
 main thread wherever it is; the command's cleanup runs; it exits with 128 + the signal. That holds in Python code,

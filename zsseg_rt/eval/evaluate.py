@@ -334,7 +334,7 @@ def evaluate(
     plan = getattr(obj, "plan", None) if kind == "bundle" else None
     if plan is not None:  # the path every image ran on (an Engine switches only when a preparation was asked for)
         out["path"] = " ".join(plan.path)
-    if kind == "bundle":  # what ran, and whether its numbers mean anything (issue 75, N4 and E7)
+    if kind == "bundle":  # what ran, and whether its numbers mean anything
         backend = getattr(obj, "backend", None)
         ran = tuple(plan.path) if plan is not None else (getattr(backend, "name", None), None)
         out.update(ran_with(ran, getattr(getattr(obj, "meta", None), "weights_banner", "")))
