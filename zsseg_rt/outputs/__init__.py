@@ -1,4 +1,4 @@
-"""What a run writes for the user, every output in one room (issue 80, item 2).
+"""What a run writes for the user, every output in one room.
 
 - :mod:`zsseg_rt.outputs.plan` (one policy for every output: declared and checked before the first frame, staged, put
   in place when the run has ended well) and :mod:`zsseg_rt.outputs.owner` (the lock a run holds on each output from

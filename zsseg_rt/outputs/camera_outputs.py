@@ -73,7 +73,7 @@ class CameraOutputs:
         (placeholders expanded); ``label_folders``, the ``--labels-out`` of every source; ``coco_json``, the COCO
         masks (``--save-json``); ``tracks``, the ``--tracks-out`` of every source (``staged(path)``: its entry).
         ``python``: the refusals in a Python caller's words (``outputs``, ``labels_out``, ``overwrite=True``: a
-        ``Session``'s; issue 87, L9), the command line's in their ``cli``.
+        ``Session``'s), the command line's in their ``cli``.
 
         Raises:
             OutputRefused: one line naming the path and what to do; nothing was written.

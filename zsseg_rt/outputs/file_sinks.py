@@ -232,7 +232,7 @@ class VideoFileSink(FrameSink):
     def abort(self) -> None:
         """After a failed run: the file is finished without renaming (``path`` keeps its old content): the partial
         file is kept when it holds a frame (every frame written when this file did not fail itself, else up to its
-        last fragment); one that holds none is removed, so that it refuses no later run (issue 87, M2/M6)."""
+        last fragment); one that holds none is removed, so that it refuses no later run."""
         writer, self._writer = self._writer, None
         self._finished = False
         if writer is not None and self._failed:
@@ -304,7 +304,7 @@ class ImageFolderSink(FrameSink):
 
     def write_numbered(self, frame, number: int) -> None:
         """The overlay of frame ``number`` (``Frame.index``: the name every output of the run gives it, so a frame
-        lost to damaged data leaves a gap here too: issue 79, F3)."""
+        lost to damaged data leaves a gap here too)."""
         import cv2
 
         name = FRAME_NAME.format(index=int(number), extension=self.extension)

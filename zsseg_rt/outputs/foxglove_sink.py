@@ -67,7 +67,7 @@ def url_host(host: str) -> str:
 class _RefusedHandshakes(logging.Filter):
     """On the SDK server's logger while a sink serves: its "Dropping client ADDR: handshake failed" (an ERROR line
     per try, with no reason: a viewer of the legacy subprotocol ``foxglove.websocket.v1`` retried 50 times in a
-    probe, issue 79 F11) is said once, as a warning naming the subprotocol this server speaks; the rest are dropped."""
+    probe) is said once, as a warning naming the subprotocol this server speaks; the rest are dropped."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -192,7 +192,7 @@ class McapSink(RobotSink):
     def abort(self) -> None:
         """After a failed run: the partial file is finished when it can be (a complete MCAP file, under its partial
         name) and kept when it holds a frame (one that holds none is removed: it would refuse the next run for
-        nothing, issue 87, M2); ``path`` is not replaced."""
+        nothing); ``path`` is not replaced."""
         try:
             self.finish()
         except OSError as exc:

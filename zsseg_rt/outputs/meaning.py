@@ -222,7 +222,7 @@ def describe(field_name: str, value: Any, record: str = VOCABULARY) -> str:
     unknown_id, below = value
     if unknown_id is None:
         return "no --unknown-below"
-    # exactly as recorded and given (repr): rounded, 0.5 and 0.50000001 read as one value (issue 87, L7)
+    # exactly as recorded and given (repr): rounded, 0.5 and 0.50000001 read as one value
     threshold = f"--unknown-below {below!r}" if below is not None else "an unknown threshold"
     return f"{threshold} (label {unknown_id} = unknown)"
 

@@ -1,4 +1,4 @@
-"""One owner per output: the lock a run holds on each output it writes, from its start to its end (issue 75, E1).
+"""One owner per output: the lock a run holds on each output it writes, from its start to its end.
 
 Every output an :class:`~zsseg_rt.outputs.plan.OutputPlan` declares (a video, a folder of frames or label maps, a
 stats file, and any kind added later through the plan) and ``zsseg segment``'s output folder is claimed by its run

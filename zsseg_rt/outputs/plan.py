@@ -103,7 +103,7 @@ def _existing_ancestor(path: str) -> str:
 
 def refuse_an_input(option: str, path: str, inputs: Iterable[str]) -> None:
     """Refuse (OutputRefused) an output that is one of the run's ``inputs`` (files and folders), or lies inside an
-    input folder (at any depth): the plan's one rule of outputs and inputs, for every command (issue 87, M8: ``zsseg
+    input folder (at any depth): the plan's one rule of outputs and inputs, for every command (``zsseg
     segment ph/ -o ph`` and ``zsseg batch photos/ photos/out`` were accepted, and the next run segmented their own
     outputs). Paths are compared resolved (symbolic links followed, ``..`` removed)."""
     output = _same(path)
@@ -152,7 +152,7 @@ def _check_writable(path: str, option: str, folder: bool) -> None:
 
 
 def _read_only(folder: str) -> bool:
-    """``folder`` is on a file system mounted read-only (issue 75, E10: EROFS was said as "Permission denied")."""
+    """``folder`` is on a file system mounted read-only (EROFS was said as "Permission denied")."""
     try:
         return bool(os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 0))
     except (OSError, AttributeError):

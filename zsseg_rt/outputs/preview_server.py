@@ -1,7 +1,7 @@
 """The preview's HTTP server (``MjpegSink``, ``zsseg camera --preview``): one selector thread accepts every connection
 and reads each request's head (the request line and headers) without a thread of its own; a request whose head is
 complete gets a handler thread (at most ``max_clients`` at once). So a client that sends half a request, or
-none, holds no handler thread and locks no other client out (issue 87, M7: 16 half-open connections took every
+none, holds no handler thread and locks no other client out (16 half-open connections took every
 slot of the threaded server until they timed out); a head not complete within ``head_timeout`` seconds is closed.
 A client that leaves before its answer is one log line, never a traceback on the terminal.
 

@@ -378,7 +378,7 @@ class MjpegSink(FrameSink):
         self._jpegs: List[Tuple[int, Optional[bytes]]] = [(0, None)] * count  # (seq, its JPEG) once encoded
         from .preview_server import PreviewServer
 
-        try:  # a selector reads each request's head: a half-sent request holds no client thread (M7)
+        try:  # a selector reads each request's head: a half-sent request holds no client thread
             self._server = PreviewServer((host, int(port)), _MjpegHandler, max_clients=MAX_PREVIEW_CLIENTS)
         except (OSError, OverflowError) as exc:
             said = f"cannot serve the MJPEG preview on {host}:{port} ({exc}); pick another"

@@ -192,7 +192,7 @@ def prepare_and_keep(
         chosen, removed = keep_chosen(meta, cache_dir, dry_run=keep_all)
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(root, PREPARE_FAILED))
-        clear_failure(meta)  # and the one a full disk sent to the cache folder (issue 75, N14)
+        clear_failure(meta)  # and the one a full disk sent to the cache folder
         after = folder_bytes(root)
     where = f"the cache folder {root}" if cache_dir else "the bundle's engines/ folder"
     return AutoReport(results, chosen, before, after, removed, time.perf_counter() - start, where)

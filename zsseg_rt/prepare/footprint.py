@@ -98,7 +98,7 @@ class Footprint:
             "cpu_s": round(time.process_time() - self.start_cpu, 2),
             "disk_mb": round(max(0.0, _folder_mb(self.folder) - self.before_mb), 1),
             "peak_mb": round(self.peak_mb(), 1),
-            # the process's resident memory as the path began (issue 79, F13: the demo prepares in its own process,
+            # the process's resident memory as the path began (the demo prepares in its own process,
             # torch and the export resident, and its 4.5 GiB peak was shown as the path's own, which needs 2.0 GiB)
             "held_mb": None if self.held_mb is None else round(self.held_mb / 1024.0, 1),
             "free_mb_before": None if self.free_mb is None else round(self.free_mb, 1),
@@ -109,7 +109,7 @@ class Footprint:
     def peak_mb(self) -> float:
         """The path's peak: the high-water mark, raised to what the process held as the path began and holds now.
         VmHWM and VmRSS are two of the kernel's counters, not updated together (the per-CPU RSS counts are folded in
-        lazily): a CI run recorded held 1906.0 MiB beside a peak of 1905.8 (issue 91), a record that said the path
+        lazily): a CI run recorded held 1906.0 MiB beside a peak of 1905.8, a record that said the path
         held more than its peak. Both are this process's resident memory, so the peak is at least either."""
         now = _status_kib("VmRSS")
         floor = max((kib / 1024.0 for kib in (self.held_mb, now) if kib is not None), default=0.0)

@@ -166,7 +166,7 @@ def prepare_onnxruntime_precision(
         "preparing",
         make,
         "ONNX Runtime",
-        # in Python and command-line words alike (issue 87, L3): Engine(...) becomes --precision fp32 on the CLI, and
+        # in Python and command-line words alike: Engine(...) becomes --precision fp32 on the CLI, and
         # accepting below the gate is build-engine's (segment has no --accept-below-gate, the Engine no such argument)
         f"Engine(..., precision='fp32'), or accept it explicitly: `zsseg build-engine BUNDLE --backend onnxruntime "
         f"--precision {precision} --force --accept-below-gate`",

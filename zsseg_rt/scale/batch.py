@@ -195,7 +195,7 @@ def plan_batch(input_path: str, output_dir: str, resume: bool = True, max_pixels
         paths, root = _local_images(input_path)
         if not paths:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {input_path!r}")
-    first: Dict[str, str] = {}  # an image named twice (a list file) is read once, its first path (issue 87, L8)
+    first: Dict[str, str] = {}  # an image named twice (a list file) is read once, its first path
     for path in paths:
         first.setdefault(output_key(path, root), path)
     named = Counter(output_key(path, root) for path in paths)
@@ -264,7 +264,7 @@ class SegmentWorker:
 
 def _check_vocabulary(output_dir: str, meaning: Any, resume: bool) -> None:
     """Refuse to write into an OUTPUT whose label maps mean something else (another vocabulary, unknown threshold or
-    bundle: one folder would hold label values of two meanings; issue 79, F2), in one line: what it was made with,
+    bundle: one folder would hold label values of two meanings), in one line: what it was made with,
     what this run has, what to do (:mod:`zsseg_rt.outputs.meaning`'s check and words); with ``resume`` False too
     (the maps of images this run is not given would stay: the earlier maps count whatever ``resume`` says). Then record what this run's label values mean in
     ``vocabulary.json``, unless it is recorded already (an older file is left as it is: it is never rewritten to
@@ -288,7 +288,7 @@ def _check_vocabulary(output_dir: str, meaning: Any, resume: bool) -> None:
 
 def _check_output_dir(output_dir: str, input_path: str) -> None:
     """OUTPUT is not INPUT nor inside it (the output plan's rule of every command: a resumed run would segment its
-    own label maps; issue 87, M8), and can be created and written (checked before Ray starts)."""
+    own label maps), and can be created and written (checked before Ray starts)."""
     from zsseg_rt.outputs.plan import OutputRefused, refuse_an_input
 
     try:

@@ -1,7 +1,7 @@
 """``zsseg batch``'s manifest (``OUTPUT/manifest.jsonl``, :mod:`zsseg_rt.scale.batch`): its rows, which images they
 say are done, and one row per image.
 
-One row per image (issue 87, L8): before a run appends its rows, the rows of the images it writes again (every image
+One row per image: before a run appends its rows, the rows of the images it writes again (every image
 with ``--no-resume``, a failed one retried, a label map deleted since) are dropped from the file, which is written
 whole (:func:`zsseg_rt.io_safety.atomic_write_bytes`: a run killed meanwhile leaves the earlier file); a torn last
 line (a run killed while appending) goes with them, so the next row starts a line of its own."""

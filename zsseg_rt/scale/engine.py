@@ -53,8 +53,8 @@ def check_worker_engine(bundle: str, classes: Union[str, Sequence[str]], **optio
     """Open the Engine a worker on this machine would open (:func:`open_engine`, the same arguments) in a child
     process, and raise here what the Engine raised there: a value the Engine refuses (``--precision fp16`` on ONNX
     Runtime, an int8 path whose accuracy gate failed, ...) is refused in one line before Ray starts, as ``zsseg
-    camera`` refuses it, not by a deployment that fails 30-40 s later with the reason in Ray's logs only (issue 79,
-    F6). A child, so that neither the model nor an accelerator's context stays in this process; it is killed if
+    camera`` refuses it, not by a deployment that fails 30-40 s later with the reason in Ray's logs only. A
+    child, so that neither the model nor an accelerator's context stays in this process; it is killed if
     this one is interrupted meanwhile. Costs one model load.
 
     Raises:

@@ -104,7 +104,7 @@ _BUSY = (
 # router's assignment takes a round trip to the replicas: a burst waits there first); past that the proxy answers
 # 503 with Retry-After itself, in plain text, counted by Ray's metrics and not by a replica, so no queue is
 # unbounded. Large, so that a burst meets the replica's own bound, answered in JSON and counted in /stats: with 32, a
-# quarter of the 503s of a 200-request burst were Ray's (issue 75, E9). A refusal reads no body: a few KB each.
+# quarter of the 503s of a 200-request burst were Ray's. A refusal reads no body: a few KB each.
 RAY_HEADROOM = 1024
 VocabularyKey = Union[str, Tuple[str, ...]]  # a named vocabulary's name, or the class texts
 BatchItem = Tuple[np.ndarray, VocabularyKey, bool, bool, bool]  # image, vocabulary, with scores, raw labels, objects
@@ -347,7 +347,7 @@ class SegmentationServer:
         """The request's body (``read_body``: within the byte limit). Ray Serve's replica fetches it from the HTTP
         proxy call by call; when the client disconnects, the proxy drops the request and that call is cancelled
         (TaskCancelledError, raised where the next chunk was awaited): the client's doing, ClientDisconnect as when
-        the disconnect itself arrives first (it was counted as a server error: issue 64, D10)."""
+        the disconnect itself arrives first (it was counted as a server error)."""
         from ray.exceptions import TaskCancelledError
         from starlette.requests import ClientDisconnect
 
@@ -362,12 +362,12 @@ class SegmentationServer:
         the class texts, synonyms included: ``("cat; kitty", "dog")``); ``classes`` and ``names`` count its classes
         and its names (a class with synonyms has several). What ``Engine.set_classes`` refuses of a vocabulary's
         names is refused here, by the same rule (a class named ``unknown`` with ``--unknown-below``): such a request
-        never reaches a batch (it was answered with the previous request's vocabulary: issue 79, F1)."""
+        never reaches a batch (it was answered with the previous request's vocabulary)."""
         from zsseg_rt.runtime.result import check_unknown_name
         from zsseg_rt.vocabulary import Vocabulary, named_vocabulary_name, validate_class_names
 
         try:
-            named = named_vocabulary_name(text)  # "voc21", whatever its case (issue 87, L2)
+            named = named_vocabulary_name(text)  # "voc21", whatever its case
             if named is not None:
                 key: VocabularyKey = named
                 parsed = Vocabulary.parse(key, self.max_classes)
@@ -452,7 +452,7 @@ class SegmentationServer:
         """Segment a batch, one Engine call per distinct vocabulary (batches run one at a time per replica). Every
         image is segmented with the vocabulary its request asked for, or not at all: a vocabulary the Engine refuses
         (``set_classes`` raised) is its requests' error (400 with the Engine's reason), never a run with the
-        vocabulary the Engine had before (issue 79, F1); a group whose Engine call fails is run again image by image
+        vocabulary the Engine had before; a group whose Engine call fails is run again image by image
         with its own vocabulary, so only the image at fault gets its error."""
         from zsseg_rt.console.errors import format_error
 
@@ -661,7 +661,7 @@ def run_server(bundle: str, classes, host: str = "127.0.0.1", port: int = 8000, 
         serve.start(http_options={"host": host, "port": int(port)})
     from .serve_stop import create_stop_flag
 
-    app = build_app(bundle, classes, host=host, stop_flag=create_stop_flag(), **kwargs)  # (serve_stop: F7)
+    app = build_app(bundle, classes, host=host, stop_flag=create_stop_flag(), **kwargs)  # serve_stop: no 404
     handle = serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     wait_until_answering(host, port)
     return handle

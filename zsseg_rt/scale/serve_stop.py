@@ -1,4 +1,4 @@
-"""How ``zsseg serve`` stops without a 404 (issue 79, F7): the replicas stop admitting, finish what they hold, and
+"""How ``zsseg serve`` stops without a 404: the replicas stop admitting, finish what they hold, and
 only then does the cluster go, the HTTP proxy with it.
 
 Deleting the application first (``serve.delete``) took its route off the proxy at once, so every request that
