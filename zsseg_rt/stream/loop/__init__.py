@@ -1,4 +1,4 @@
-"""The stream loop's room (issue 80, item 1): what runs a camera or a video through an Engine, frame after frame.
+"""The stream loop's room: what runs a camera or a video through an Engine, frame after frame.
 
 - :mod:`~zsseg_rt.stream.loop.session`: the ``Session`` that assembles sources, an Engine, the video filter and the
   outputs as ``zsseg camera`` does; :mod:`~zsseg_rt.stream.loop.session_options` (its options, checked) and

@@ -1,4 +1,4 @@
-"""The stream loop's frames in flight (issue 72 item 3): on a GPU's device pipeline the loop submits a step's frames
+"""The stream loop's frames in flight: on a GPU's device pipeline the loop submits a step's frames
 and only then takes the previous step's results, so the device works on the next frames while the host waits for,
 copies out and queues the last ones (``Engine.in_flight``, ``zsseg_rt/runtime/device/in_flight.py``).
 

@@ -1,5 +1,5 @@
 """What the stream loop (:mod:`zsseg_rt.stream.loop.runner`) asks of what it drives, as typed protocols instead of
-``hasattr`` probes (issue 80, item 1):
+``hasattr`` probes:
 
 * :class:`StreamSegmenter`: a segmenter that keeps state per source (``segment_streams``: the frames of one step, each
   with its source's index; ``stats(stream)``: that source's figures for ``SourceStats.video``). The

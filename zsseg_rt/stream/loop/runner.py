@@ -204,7 +204,7 @@ class MultiStreamRunner:
 
     def abandon(self) -> None:
         """Stop the loop as a failed run (any thread): its sinks are aborted, not closed, so nothing is put in place
-        (a ``Session`` whose app loop raised or was dropped unfinished: issue 87, H2)."""
+        (a ``Session`` whose app loop raised or was dropped unfinished)."""
         self._abandoned = True
         self.stop()
 
@@ -524,7 +524,7 @@ class MultiStreamRunner:
             return drawn[0]
 
         own = len(stream.sinks)
-        alone = dataclasses.replace(frame, stream=0)  # what a source's own sinks see: it alone, their source 0 (M2)
+        alone = dataclasses.replace(frame, stream=0)  # what a source's own sinks see: it alone, their source 0
         for place, sink in enumerate([*stream.sinks, *self.shared_sinks]):
             mine = place < own
             if isinstance(sink, ResultSink):  # a shared one learns the source from frame.stream

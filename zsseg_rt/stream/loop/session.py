@@ -1,5 +1,5 @@
 """``zsseg_rt.stream.Session``: what ``zsseg camera`` runs, for a Python app that wants the camera command in its own
-process (issue 80, item 1). Sources (the command's URIs and files), a model (an Engine, or a bundle the Session opens),
+process. Sources (the command's URIs and files), a model (an Engine, or a bundle the Session opens),
 the vocabulary, and :class:`~zsseg_rt.stream.loop.session_options.SessionOptions` (the command's outputs and video
 options); then either every frame's result in a loop of the app's own, or the run to the end::
 
@@ -17,7 +17,7 @@ The same files, statistics and signal behaviour as the command: every output is 
 replaces nothing); SIGINT / SIGTERM stop the stream cleanly, its outputs finalised (in the main thread, while
 :meth:`Session.run` or the loop runs); so do :meth:`Session.close` and a ``break`` inside ``with Session(...)``. An
 exception out of the app's loop, or a loop left unfinished without ``close()``, is a failed run (nothing put in place,
-``exit_code`` 1, the partial files named: issue 87, H2 and M6). Progress is the caller's
+``exit_code`` 1, the partial files named). Progress is the caller's
 (``progress=``: the command's bar); the command's flags become :class:`SessionOptions` in ``zsseg_rt.cli.camera``.
 """
 
@@ -190,7 +190,7 @@ class Session:
         self._held: Optional[Generator[SessionResult, None, None]] = None  # inside ``with``: kept until __exit__
         self._entered = False
         self._closing = False  # close(): the app ends its loop (a good end)
-        self._left: Optional[str] = None  # why the app's loop was left without close(): a failed run (H2)
+        self._left: Optional[str] = None  # why the app's loop was left without close(): a failed run
         self._give_back: Callable[[], None] = lambda: None  # an app's Engine: gives it its vocabulary back
 
     # ---- the two ways to run -----------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ class Session:
         app). The run ends well, its outputs finalised and put in place, when the loop runs to its end, at SIGINT /
         SIGTERM, or at :meth:`close` (a ``break`` inside ``with Session(...)`` closes it at the block's end). An
         exception out of the app's loop, or the loop dropped unfinished without ``close()`` (a ``break`` outside a
-        ``with`` block, an iterator left open when the interpreter exits), is a failed run (issue 87, H2, M6):
+        ``with`` block, an iterator left open when the interpreter exits), is a failed run:
         nothing is put in place, ``exit_code`` is 1, and a warning names what was kept or removed. A second loop
         (or :meth:`run`) is refused here, the first left as it was (its stream, :meth:`close`, the exit hook)."""
         self._claim()
@@ -276,7 +276,7 @@ class Session:
         from zsseg_rt.console.signal_phases import phase
         from zsseg_rt.image_io import max_pixels_limit
 
-        left_open = _LeftOpen(weakref.ref(self))  # at interpreter exit, a loop still open is ended (M6)
+        left_open = _LeftOpen(weakref.ref(self))  # at interpreter exit, a loop still open is ended
         atexit.register(left_open)
         try:
             classes = self._initial_classes()
@@ -543,7 +543,7 @@ class Session:
         if not isinstance(self.model, (str, bytes)) and not hasattr(self.model, "__fspath__"):
             if engine_preset(self.options) is not None and getattr(self.model, "preset", None) is None:
                 raise OptionError("live=True sets the Engine's preset: open it with Engine(bundle, preset='live')")
-            self._give_back = lend_vocabulary(self.model, classes)  # the app's vocabulary back at the run's end (L9)
+            self._give_back = lend_vocabulary(self.model, classes)  # the app's vocabulary back at the run's end
             self._owns_engine = False
             return self.model
         from zsseg_rt.runtime import Engine
@@ -615,7 +615,7 @@ def _options(values: dict) -> SessionOptions:
 
 def default_mode(bundle: str) -> str:
     """The camera's post-processing when no mode is given: fast (less latency) where the bundle's pipeline has it,
-    else the pipeline's one order (a ZegFormer bundle: exact; issue 75, E2: it was refused, "mode must be 'exact',
+    else the pipeline's one order (a ZegFormer bundle: exact; it was refused, "mode must be 'exact',
     got 'fast'", at the camera's defaults). A bundle that cannot be read: fast (the Engine then says what is wrong)."""
     from zsseg_rt.bundle import load_meta
     from zsseg_rt.runtime.pipelines import pipeline_class
@@ -633,7 +633,7 @@ class _LoopLeft(Exception):
 
 class _LeftOpen:
     """At interpreter exit (``atexit``), a Session whose loop is still open is ended as a failed run while the
-    interpreter still works (M6: an iterator left open at exit printed an ImportError traceback from its sources'
+    interpreter still works (an iterator left open at exit printed an ImportError traceback from its sources'
     close during shutdown and left a partial file)."""
 
     def __init__(self, session: "weakref.ref[Session]"):

@@ -1,7 +1,7 @@
 """The options of a :class:`~zsseg_rt.stream.loop.session.Session` (what ``zsseg camera``'s flags give) and what they
 build before the model loads: the ``-o`` spec of each source, the refusal of an output whose packages are missing,
 the ``SinkOptions`` an output is opened with, and the video filter (``--live``, ``--stabilize``, keyframes) around
-the Engine. The core's (issue 80, item 1): the command turns its flags into :class:`SessionOptions`; nothing here
+the Engine. The core's: the command turns its flags into :class:`SessionOptions`; nothing here
 reads an argparse Namespace, though the video functions take any object with the video options' attribute names
 (``SessionOptions``, or the command's parsed arguments, which use the same names)."""
 
@@ -116,7 +116,7 @@ class SessionOptions:
 
 
 def one_or_many_outputs(outputs: Any) -> List[str]:
-    """``outputs`` as a list of specs: a string or path is one output (issue 87, M5: ``outputs="o.mp4"`` wrote one
+    """``outputs`` as a list of specs: a string or path is one output (``outputs="o.mp4"`` wrote one
     output per character); a list (any iterable) of them, each one.
 
     Raises:
@@ -208,7 +208,7 @@ def shared_output(spec: str) -> bool:
 
 def check_option_names(values: Dict[str, Any], caller: str) -> None:
     """Refuse a keyword that is not a run option, in one line (TypeError): an Engine option given as one is said to
-    be the Engine's, with where it goes (issue 87, L9: ``object_min_area=`` got "unknown option" and no pointer);
+    be the Engine's, with where it goes (``object_min_area=`` got "unknown option" and no pointer);
     another, with the closest run option's name.
 
     Raises:
@@ -235,7 +235,7 @@ def check_output_needs(specs: Sequence[str], command: str = "camera") -> None:
 
     Raises:
         OptionError: ``Session needs mcap, mcap_ros2 for outputs=['out.mcap'], which this environment lacks (...): pip
-            install "zsseg_rt[robots]"``; ``cli``: ``zsseg camera needs ... for -o out.mcap, ...`` (issue 87, L9).
+            install "zsseg_rt[robots]"``; ``cli``: ``zsseg camera needs ... for -o out.mcap, ...``.
     """
     from zsseg_rt.needs import Needs
     from zsseg_rt.outputs.kinds import output_kind

@@ -1,6 +1,6 @@
 """The statistics of a stream: :class:`SourceStats` per source and :class:`StreamStats` for all of them (what
 ``MultiStreamRunner.snapshot()``, the preview's ``/stats`` and ``--stats-json`` hold), and the percentiles of their
-latencies. Moved out of ``runner.py`` (issue 87), which imports them from here."""
+latencies. Moved out of ``runner.py``, which imports them from here."""
 
 from __future__ import annotations
 

@@ -70,9 +70,10 @@ def checked_names(names) -> Optional[List[str]]:
 
 def lend_vocabulary(engine: Any, classes: Any) -> Callable[[], None]:
     """An app's Engine lent to a run: ``classes`` made current (when given); returns what gives the app its vocabulary
-    back when the run ends, the run's own changes undone too (a watched class file's, the preview's class box): issue
-    87, L9 (``Session(engine, classes="p,q")`` left the app's Engine answering ``['p', 'q']``). An Engine's prepared
-    vocabulary is restored as it was (``Engine.vocabulary_snapshot``); an Engine-like object gets its names again."""
+    back when the run ends, the run's own changes undone too (a watched class file's, the preview's class box).
+    Before this, ``Session(engine, classes="p,q")`` left the app's Engine answering ``['p', 'q']``. An Engine's
+    prepared vocabulary is restored as it was (``Engine.vocabulary_snapshot``); an Engine-like object
+    gets its names again."""
     snapshot = getattr(engine, "vocabulary_snapshot", None)
     if callable(snapshot):
         kept = snapshot()

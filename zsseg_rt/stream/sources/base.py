@@ -100,7 +100,7 @@ class FrameSource:
 
     @property
     def number_rate(self) -> float:
-        """The rate frame numbers count at: the source's own (``rate``), else ``fps``, else 30 (H1 of issue 87: a
+        """The rate frame numbers count at: the source's own (``rate``), else ``fps``, else 30 (a
         requested ``fps`` numbered a 10 fps file's frames 0, 2, 5, 8, ... and called the gaps it made damaged data)."""
         return float(self.rate or self.fps or 30.0)
 

@@ -9,7 +9,7 @@ at WARNING, prefixed with the source's name; the first ``cap`` of a source are s
 (``ffmpeg_messages``).
 
 FFmpeg's decoder threads log too (H.264 frame threads: "error while decoding MB 0 7"), outside the reading thread's
-capture, so PyAV logged those at ERROR, without the source's name (issue 75, N16: 4 such lines in a clip with 10
+capture, so PyAV logged those at ERROR, without the source's name (4 such lines in a clip with 10
 damaged spots). While a source is open, PyAV's global capture holds them, and each source's reads say them as its
 own (its name, WARNING, counted and capped); with several sources open, as one of theirs (named together, counted
 against none).

@@ -249,7 +249,7 @@ class VideoMetrics:
         self._previous: Optional[tuple] = None  # (grey, labels) of the last frame
         # running [sum, count] per metric, not the per-frame values: a camera that runs for days keeps the same few
         # numbers and summary() (after every frame) costs the same at frame 10 and at frame 10 million (the lists it
-        # kept made both grow with the run: issue 64, long runs)
+        # kept made both grow with the run)
         self._flicker, self._changed, self._tc = [0.0, 0], [0.0, 0], [0.0, 0]
         self.frames = 0
         self.keyframes = 0
