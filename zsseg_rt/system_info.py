@@ -92,7 +92,7 @@ def reset_peak_rss() -> bool:
 def peak_rss_bytes(at_least: Optional[int] = None) -> Optional[int]:
     """The peak RSS since the last :func:`reset_peak_rss` (Linux VmHWM), else the process's maximum; never below the
     resident set now nor ``at_least`` (a reading of it taken since the reset). The kernel does not update its RSS
-    counters together (issue 91: a resident set read as the reset was done stood above the high-water mark read
+    counters together (a resident set read as the reset was done stood above the high-water mark read
     later), and a peak is at least every resident set it spans."""
     value = _proc_status_bytes("VmHWM")
     value = value if value is not None else process_max_rss_bytes()

@@ -1,5 +1,5 @@
 """The torch backend's image encoder variants, among which the device pipeline chooses (``Engine(encoder_variant=...)``,
-``runtime/device/encoder_choice.py``; issue 86 item 4):
+``runtime/device/encoder_choice.py``):
 
 * ``graph``: the backend's image graph as it is (at the Engine's precision: fp16 on a GPU), the reference;
 * ``compiled``: that graph through ``torch.compile`` (Inductor's fused kernels; compiled on the first eager frame,

@@ -1,5 +1,5 @@
 """NumPy specifications of the video filter's ops (:mod:`zsseg_rt.ops.temporal`): the code the filter ran before
-the ops (``zsseg_rt.stream.video_filter.temporal`` up to issue 65), kept as it was, float32 operation for operation; the native
+the ops (``zsseg_rt.stream.video_filter.temporal``), kept as it was, float32 operation for operation; the native
 kernels are tested to give its values exactly (python_tests/ops/test_temporal_ops.py)."""
 
 from __future__ import annotations

@@ -603,7 +603,7 @@ class Engine:
 def _is_pil_image(item: Any) -> bool:
     """A PIL image, recognised by its own class (``PIL.Image.Image`` or a subclass), without importing Pillow and
     without reading ``sys.modules``: there ``PIL.Image`` may be a module another thread is still importing, with no
-    ``Image`` yet (issue 87, M1: ``zsseg camera clip.avi photos/`` crashed when the folder's capture thread imported
+    ``Image`` yet (``zsseg camera clip.avi photos/`` crashed when the folder's capture thread imported
     Pillow while the Engine looked)."""
     return any(klass.__name__ == "Image" and klass.__module__ == "PIL.Image" for klass in type(item).__mro__)
 

@@ -1,4 +1,4 @@
-"""Objects for robots: each class's connected regions of a label map as detections (issue 81).
+"""Objects for robots: each class's connected regions of a label map as detections.
 
 A robot acts on things, not on pixels: :func:`find_objects` (and ``Result.objects()``) turns a label map into one
 :class:`RegionObject` per connected region of a class (8-connectivity, OpenCV's ``connectedComponents`` on each
@@ -17,7 +17,7 @@ what ``pycocotools.mask.decode`` reads), in a deterministic order:
 The two limits are rows of the Engine's option table (``zsseg_rt.options.ENGINE_OPTIONS``: ``object_min_area``,
 ``max_objects``; flags ``--object-min-area``, ``--max-objects``); their defaults are this module's defaults.
 
-Cost (issue 81: at most 5 % of ``--live``'s frame time, ``python -m benchmarks robots``): OpenCV labels the pixels
+Cost (the goal: at most 5 % of ``--live``'s frame time, ``python -m benchmarks robots``): OpenCV labels the pixels
 without statistics (with them it updates the background's too, every other pixel of the crop, at about seven times
 the cost); the areas are counted by NumPy, a region's box is read by OpenCV (SciPy for many regions of one crop), and
 the first pixels, centroids, scores and masks are read in the boxes of the regions kept only, their RLE strings
@@ -241,7 +241,7 @@ def _ndimage() -> Any:
 
 def _equal(image: np.ndarray, value: int) -> np.ndarray:
     """``image == value`` as a uint8 mask (1 where equal): NumPy's comparison, not ``cv2.compare``, which takes a
-    1x1 image for the scalar and refuses the pair (M3 of issue 87: a one-pixel crop, e.g. a one-pixel region in the
+    1x1 image for the scalar and refuses the pair (a one-pixel crop, e.g. a one-pixel region in the
     bottom-right corner of a 17x17 frame, crashed with "Sizes of input arguments do not match"); as fast or faster."""
     return np.equal(image, value).view(np.uint8)
 

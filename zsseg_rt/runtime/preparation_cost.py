@@ -1,5 +1,5 @@
 """What preparing each faster CPU path of a bundle costs on this machine: CPU time, disk kept and the preparing
-process's peak memory, beside the memory free here now; and whether a path fits that memory (issue 75, E4: the
+process's peak memory, beside the memory free here now; and whether a path fits that memory (the
 ViT-B/16 bundle's preparation peaked at 5.7 GiB, said nowhere; an 8 GB Jetson would fail).
 
 The numbers of a path are its own measurement where this machine prepared it before (the record's ``preparation``
@@ -75,7 +75,8 @@ class PathCost:
     def own_mb(self) -> float:
         """The memory the path itself takes at its peak: the measured peak less what the measuring process held as
         the path began, where the record says (else the peak)."""
-        # (never below 0: a record written before issue 91 may say it held a little more than its peak)
+        # (never below 0: an older record, its peak not floored at the resident set, may say it held a little more
+        # than its peak)
         return max(0.0, self.peak_mb - self.held_mb) if self.held_mb is not None else self.peak_mb
 
     @property
@@ -112,7 +113,8 @@ class PathCost:
         )
 
     def _how(self) -> str:
-        """Where the peak comes from; a measured one names what its process held already (issue 79, F13)."""
+        """Where the peak comes from; a measured one names what its process held already (a demo preparing in its own
+        process holds torch and the export)."""
         if not self.measured:
             return "estimated"
         if self.held_mb is None:

@@ -59,8 +59,8 @@ def check_unknown_name(labels: Sequence[str], unknown_below: Optional[float]) ->
     threshold is on (``unknown_below`` not None): its pixels and the unknown ones would share a name in every output.
     The one rule of the Engine (``set_classes``) and of the checks made before it (``zsseg serve``'s request, before
     it joins a batch); compared by the one rule of the same name, the duplicate check's (``vocabulary.name_key``: as
-    the CLIP tokenizer reads a name): ``Unknown``, ``UNKNOWN`` (F15: a legend "unknown 70.8%, Unknown 18.2%") and
-    ``&#117;nknown`` (issue 87, L1: an HTML entity) are the reserved name too."""
+    the CLIP tokenizer reads a name): ``Unknown``, ``UNKNOWN`` (a legend "unknown 70.8%, Unknown 18.2%") and
+    ``&#117;nknown`` (an HTML entity) are the reserved name too."""
     from zsseg_rt.vocabulary.names import name_key
 
     if unknown_below is None:
@@ -426,7 +426,7 @@ class Result:
             ok, encoded = False, None
         if not ok:
             raise OSError(f"OpenCV has no image writer for {extension or 'a name without extension'!r}")
-        if view == "labels" and extension.lower() not in LABEL_EXTENSIONS:  # issue 87, L5: a JPEG changed some ids
+        if view == "labels" and extension.lower() not in LABEL_EXTENSIONS:  # a JPEG changed some ids
             raise ValueError(
                 f"a label map is written lossless (its values are class ids): give a .png file name (or .tif), "
                 f"got {extension!r}, a format that may change them"

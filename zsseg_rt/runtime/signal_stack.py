@@ -1,6 +1,6 @@
 """A signal stack large enough for AMX state on the main thread.
 
-Found by the test suite (issue 42): after OpenVINO ran bf16 on an AMX CPU, a child process exiting while a Python
+Found by the test suite: after OpenVINO ran bf16 on an AMX CPU, a child process exiting while a Python
 SIGCHLD handler was set (torch's DataLoader sets one for its workers) killed the parent with SIGSEGV. CPython installs
 its signal handlers with ``SA_ONSTACK``, and faulthandler (enabled by pytest, ``-X faulthandler``, many libraries)
 gives the main thread an alternate signal stack sized when it was enabled (20 KiB here), before the process asked the

@@ -19,7 +19,7 @@ build TensorRT engines, ONNX Runtime's and OpenVINO's quantisers run as a step o
 A preparation that fails writes why and where its log is (``auto-prepare.failed.json`` beside the records); it is
 said once and not tried again at the next start (``zsseg build-engine BUNDLE --backend auto`` retries it). One that
 ends without writing it (its disk full, the process gone) gets it from the Engine that ran it, beside the records or,
-where they cannot be written, in zsseg_rt's cache folder (issue 75, N14: it was silent and tried at every start). A
+where they cannot be written, in zsseg_rt's cache folder (it was silent and tried at every start). A
 disk without the room a preparation takes while it runs is said, and nothing starts. The runtime never imports
 ``zsseg_rt.prepare``: it runs it as a program.
 """
@@ -93,7 +93,7 @@ def preparation_cost(meta, missing: List[Any]) -> str:
     runs, the preparing process's peak memory beside the memory free here (and the paths that would not fit it,
     which the preparation skips: ``runtime/preparation_cost.py``), the speed (an estimate from the bundle's graph
     sizes: docs/precision.md gives the measurements). CPU time and disk kept are the per-path estimates
-    ``build-engine --dry-run`` prints (``preparation_cost.estimate``: one function, issue 79 F13; the note said 6 s
+    ``build-engine --dry-run`` prints (``preparation_cost.estimate``: one function; the note said 6 s
     and 14 MB for the tiny bundle where the dry-run said 1 s and 0 MB)."""
     from .preparation_cost import available_memory_mb, duration_words, estimate
 
@@ -198,7 +198,7 @@ def _resolve(prepare: Optional[str]) -> Tuple[Optional[str], bool]:
 
 
 def check_cache_dir(cache_dir: Optional[str], backend: Any) -> None:
-    """Refuse a ``cache_dir`` that cannot hold records (F12: a file, or with ``backend="auto"`` a folder that does not
+    """Refuse a ``cache_dir`` that cannot hold records (a file, or with ``backend="auto"`` a folder that does not
     exist, was accepted and the exact fp32 path ran, as if no record had been prepared). A named backend may write
     its first record there (it makes the folder), so a missing one is fine for it.
 
@@ -267,7 +267,7 @@ def decide(meta, plan, prepare: Optional[str], cache_dir: Optional[str] = None) 
     if mode is None:
         if not asked:
             step = f"`zsseg build-engine {meta.path} --backend auto` prepares them"
-            if not _writable(root):  # a read-only bundle: the records go elsewhere (F12)
+            if not _writable(root):  # a read-only bundle: the records go elsewhere
                 step = (
                     f"its {root} cannot be written: `zsseg build-engine {meta.path} --backend auto --cache-dir DIR` "
                     "prepares them into a writable DIR, which --cache-dir DIR then runs"

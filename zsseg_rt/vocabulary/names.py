@@ -386,7 +386,7 @@ def _is_shipped(vocabulary: "Vocabulary") -> bool:
 
 def named_vocabulary_name(text: object) -> Optional[str]:
     """The shipped named vocabulary that ``text`` names (``"voc21"`` for ``"voc21"``, ``" VOC21 "``, ``"Voc21"``:
-    compared case-insensitively, spaces around aside; issue 87, L2: ``--classes VOC21`` ran as one class named so), or
+    compared case-insensitively, spaces around aside; ``--classes VOC21`` ran as one class named so), or
     None: ``text`` is no string, holds a comma or a ``;`` (class names), or names none. The one test of whether a
     vocabulary given as text is a named one (the Engine, ``zsseg batch``, ``zsseg serve``'s ``?classes=``)."""
     if not isinstance(text, str):
@@ -398,7 +398,7 @@ def named_vocabulary_name(text: object) -> Optional[str]:
 
 
 def _refuse_near_named(text: str) -> None:
-    """Refuse one name that is close to a named vocabulary's but is none (F9: ``--classes voc2l`` ran silently as a
+    """Refuse one name that is close to a named vocabulary's but is none (``--classes voc2l`` ran silently as a
     vocabulary of one class named "voc2l"); a trailing comma says one class is meant (``"voc2l,"``). Close: a typo
     (difflib's ratio 0.8 or more: ``voc2l``, ``cityscape``, ``context``), not a word a vocabulary's name holds
     (``object``, ``stuff``, ``voc``: a class of one's own)."""

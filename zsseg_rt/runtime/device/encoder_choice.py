@@ -1,4 +1,4 @@
-"""The device pipeline's image encoder, chosen by measurement on the device it runs on (issue 86 item 4), as the
+"""The device pipeline's image encoder, chosen by measurement on the device it runs on, as the
 post-processing kernel is (``postprocess_choice.py``).
 
 The encoder is 80 % of a frame on the H200 and ran at 29 % of the GPU's GEMM peak (the lease of 2026-11-28). Other

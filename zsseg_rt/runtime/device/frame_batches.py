@@ -1,5 +1,5 @@
-"""Several frames in one call of the device pipeline (``DevicePipeline.segment_many``, ``engine([...])``; issue 86
-item 3): with CUDA graphs, the frames of one kind go through the image encoder TOGETHER inside a graph captured per
+"""Several frames in one call of the device pipeline (``DevicePipeline.segment_many``, ``engine([...])``):
+with CUDA graphs, the frames of one kind go through the image encoder TOGETHER inside a graph captured per
 batch size, so a batched call costs one replay where it cost a few hundred eager launches (the H200 lease of
 2026-11-28, probe P7: four images in one eager call 13.5 ms, four single replays 3.4 ms).
 

@@ -1,5 +1,5 @@
 """Frames in flight through the device pipeline: the next frame is launched before the last one is waited for
-(issue 72 item 3, "wall time as users see it").
+(the wall time as users see it).
 
     with engine.in_flight(2) as flight:      # or: for result in engine.stream(frames, in_flight=2): ...
         flight.submit(frame)                  # returns at once on a device pipeline: launched, not waited for

@@ -1,4 +1,4 @@
-"""The device pipeline's post-processing kernel, chosen by measurement on the device it runs on (issue 78 item 4).
+"""The device pipeline's post-processing kernel, chosen by measurement on the device it runs on.
 
 ``ops.segment_windows``' CUDA sigmoid path has several exact kernels (``ops.segment_windows_kernels()``: tiled,
 columns, columns_chain, warps, ordered; docs/gpu.md, "Post-processing candidates"); which one is fastest depends on the

@@ -188,7 +188,7 @@ def find_engines(
     Raises:
         EngineMismatchError listing the engines found and why each does not fit, and how to build one.
     """
-    if tensorrt_version is None:  # first: a machine without TensorRT is told so, whatever the precision (F5)
+    if tensorrt_version is None:  # first: a machine without TensorRT is told so, whatever the precision
         tensorrt_version = str(import_tensorrt().__version__)
     validate_precision(precision)
     meta = load_meta(bundle_dir)
