@@ -272,3 +272,75 @@ def test_without_onnx_live_runs_the_full_window_and_says_so(tiny_bundle, monkeyp
     )
     with pytest.raises(ImportError, match=r'needs the onnx package .*: pip install "zsseg_rt\[window\]"$'):
         Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device="cpu", window_size=32)
+
+
+def test_the_loop_s_own_rate_steps_the_window_down_where_it_misses(caplog):
+    """The warm-up times the segmenter alone; the loop also reads its source and writes its outputs. ``LoopCheck``
+    judges the loop's own rate over spans of frames after the warm-up: below the target it steps the window one
+    candidate down and says so in one line (the choice kept on the pipeline), until met or the smallest runs. Control:
+    a loop that meets the target keeps the window."""
+    from zsseg_rt.stream.video_filter.live_window import LoopCheck, WindowChoice
+
+    def run(period, spans=2):
+        choice = WindowChoice(48, 5.5, 64, 3.0, {64: 3.0, 48: 5.5}, True, 4, "onnxruntime fp32")
+        pipeline, now = _Pipeline(size=64), [0.0]
+        pipeline.window_size = 48
+        check = LoopCheck(choice, [64, 48, 32], span=4, clock=lambda: now[0])
+        going = [check.tick(pipeline, [0])]  # the first frame after the warm-up: the span starts
+        for _ in range(4 * spans):
+            now[0] += period
+            going.append(check.tick(pipeline, [0, 1]))  # (stream 0's frames are counted)
+        return check, pipeline, going
+
+    with caplog.at_level(logging.INFO, logger="zsseg_rt"):
+        check, pipeline, going = run(0.25)  # 4 fps: one size down, then nothing smaller is left
+    assert pipeline.set == [32] and pipeline.window_size == 32 and going[4] is False and pipeline.loop_check is None
+    assert pipeline.window_choice is check.choice and (check.choice.size, check.choice.stepped_from) == (32, 48)
+    assert check.choice.loop_fps == pytest.approx(4.0) and check.choice.as_dict()["stepped_from"] == 48
+    line = (
+        "live window: 32x32 instead of 64x64: the loop ran 4.0 fps at 48x48 (target 5; expected 5.5 from the "
+        "warm-up, the loop's other work not in it), so one size smaller; labels at 32 differ from the full window's "
+        '(docs/video.md, "Live video"); --window-size 64 keeps it'
+    )
+    assert check.choice.line == line and [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        line
+    ]
+    check, pipeline, going = run(0.15)  # 6.7 fps: met, the window kept, the check done after one span
+    assert pipeline.set == [] and pipeline.window_size == 48 and going[:5] == [True] * 4 + [False]
+    assert check.choice.stepped_from is None and pipeline.loop_check is None
+
+
+@needs_onnx
+def test_a_slow_loop_after_the_warm_up_runs_a_smaller_window(tiny_bundle, monkeypatch):
+    """Through ``VideoSegmenter``: the warm-up keeps 48 (its expected rate reaches 5 fps), the loop's frames then
+    come 0.3 s apart (3.3 fps: the source and outputs cost what the warm-up did not time), so after a span of 8
+    frames the window is 32; the choice on the pipeline says why, ``trades()`` too."""
+    from zsseg_rt import Engine
+    from zsseg_rt.options import LIVE
+    from zsseg_rt.stream import VideoSegmenter
+
+    engine = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device="cpu", preset=LIVE)
+    times = {64: 1.0, 48: 0.5, 32: 0.1}
+    calls, now, loop = itertools.count(), [0.0], [False]
+
+    def tick():
+        if loop[0]:  # the loop's frames: each call of the clock is the next frame's start
+            now[0] += 0.3
+            return now[0]
+        index = next(calls)
+        if index % 2:
+            now[0] += 0.01 if index == 1 else times[engine.pipeline.window_size]
+        return now[0]
+
+    monkeypatch.setattr(live_window, "CLOCK", tick)
+    video = VideoSegmenter(engine)
+    frames = _frames(12)
+    sizes = []
+    for frame in frames:
+        video(frame)
+        loop[0] = True  # (after the first frame's warm-up)
+        sizes.append(engine.pipeline.window_size)
+    assert sizes == [48] * 8 + [32] * 4  # (the 9th frame, the span of 8 done, runs at 32)
+    choice = video.window_choice
+    assert (choice.size, choice.stepped_from, round(choice.loop_fps, 2)) == (32, 48, 3.33)
+    assert video.trades()["window_choice"]["size"] == 32 and engine.pipeline.loop_check is None

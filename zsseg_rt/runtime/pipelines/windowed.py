@@ -90,6 +90,7 @@ class WindowedPipeline(Pipeline):
         self.bundle_meta = meta  # the bundle's own meta.json, whatever window runs (self.meta: the window's)
         self.window_size = int(meta.image_size)  # the encoder's input side now (use_window)
         self.window_choice: Any = None  # --live's choice on its first frame (stream/video_filter/live_window.py)
+        self.loop_check: Any = None  # then the loop's own rate, judged over its first frames (live_window.LoopCheck)
         if options.window_size is not None:
             if given not in (None, "window"):
                 raise ValueError(
@@ -174,7 +175,7 @@ class WindowedPipeline(Pipeline):
             self.device, self._device_vocab = device, None
             self.meta, self.postprocessor, scale = self._bundle  # the new path runs the bundle's own window
             self.window_size, self.test_scale = int(self.meta.image_size), list(scale)
-            self.window_choice = None  # (a window chosen for the old path no longer runs)
+            self.window_choice = self.loop_check = None  # (a window chosen for the old path no longer runs)
 
     @property
     def inference(self) -> str:

@@ -51,6 +51,8 @@ class WindowChoice:
     path: str
     target: float = LIVE_FPS_TARGET
     unavailable: str = ""  # why no smaller window was measured (no onnx package to rewrite the graphs)
+    loop_fps: Optional[float] = None  # the loop's own rate at ``stepped_from`` that missed the target (LoopCheck)
+    stepped_from: Optional[int] = None
 
     @property
     def line(self) -> str:
@@ -62,6 +64,13 @@ class WindowChoice:
         if self.size == self.full_size:
             line = f"live window: the full {full}: expected {self.fps:.1f} fps ({goal}), {where}"
             return line + (f"; a smaller window {self.unavailable}" if self.unavailable and not self.met else "")
+        if self.stepped_from is not None:
+            return (
+                f"live window: {self.size}x{self.size} instead of {full}: the loop ran {self.loop_fps:.1f} fps at "
+                f"{self.stepped_from}x{self.stepped_from} (target {self.target:g}; expected {self.fps:.1f} from the "
+                f"warm-up, the loop's other work not in it), so one size smaller; labels at {self.size} differ from the "
+                f'full window\'s (docs/video.md, "Live video"); --window-size {self.full_size} keeps it'
+            )
         smallest = "" if self.met else ", the smallest measured"
         return (
             f"live window: {self.size}x{self.size} instead of {full}{smallest}: expected {self.fps:.1f} fps ({full}: "
@@ -78,6 +87,8 @@ class WindowChoice:
             "full_fps": round(self.full_fps, 3),
             "measured": {str(size): round(fps, 3) for size, fps in self.measured.items()},
             "met": self.met,
+            "loop_fps": None if self.loop_fps is None else round(self.loop_fps, 3),
+            "stepped_from": self.stepped_from,
             "path": self.path,
             "line": self.line,
         }
@@ -189,3 +200,43 @@ def measure_window(
     pipeline.window_choice = choice  # one choice per Engine: its next segmenters run it as it is
     log.log(logging.WARNING if unavailable and not choice.met else logging.INFO, "%s", choice.line)
     return choice
+
+
+class LoopCheck:
+    """After the warm-up, the loop's own rate judged: the warm-up times the segmenter alone, the loop also reads its
+    source and writes its outputs. Over each span of ``span`` frames of the first stream (from the first frame after
+    the warm-up; everything between two frames counted), a rate below the target steps the window one candidate down
+    (said in one line), until the rate is met or the smallest candidate runs. ``tick`` is called at each call of the
+    segmenter (kept on the pipeline as ``loop_check``, removed from it once nothing is left to check)."""
+
+    def __init__(self, choice: WindowChoice, candidates: Sequence[int], span: int, clock: Callable[[], float]):
+        self.choice, self.span, self.clock = choice, max(1, int(span)), clock
+        self.smaller = [size for size in candidates if size < choice.size]
+        self.start: Optional[float] = None
+        self.frames = 0
+        self.stream: Any = None  # the first stream seen: its frames are counted
+
+    def tick(self, pipeline: Any, streams: Sequence[Any]) -> bool:
+        """At a call of the segmenter with frames of ``streams``: False once the check is over (then removed from
+        the pipeline)."""
+        now = self.clock()
+        if self.start is None:
+            self.start, self.frames, self.stream = now, 0, streams[0]
+            return True
+        self.frames += list(streams).count(self.stream)
+        if self.frames < self.span:
+            return True
+        fps = self.frames / max(now - self.start, 1e-9)
+        if fps >= self.choice.target or not self.smaller:
+            pipeline.loop_check = None
+            return False
+        stepped = self.choice.size
+        size = self.smaller.pop(0)
+        pipeline.use_window(size)
+        self.choice = dataclasses.replace(self.choice, size=size, loop_fps=fps, stepped_from=stepped)
+        pipeline.window_choice = self.choice
+        log.warning("%s", self.choice.line)
+        self.start, self.frames = now, 0
+        if not self.smaller:
+            pipeline.loop_check = None
+        return bool(self.smaller)

@@ -29,12 +29,13 @@ from zsseg_rt.options import ENGINE_OPTIONS
 from zsseg_rt.runtime.result import Result, mark_unknown
 
 from .filter_arrays import DeviceArrays, HostArrays
-from .live_window import live_window_reason, measure_window
+from .live_window import LoopCheck, live_window_reason, measure_window
 from .lookahead import LookAheadFilter
 from .temporal import FlowEstimator, StreamFilter, TemporalOptions
 
 __all__ = ["VideoResult", "VideoSegmenter"]
 _WARM_UP = -(2**62)  # the stream of --live's warm-up (live_window.py): no caller's, forgotten after it
+LOOP_CHECK_FRAMES = 8  # --live on the exact CPU path: the loop's rate judged over spans of at least this many frames
 DEVICE_SETTINGS = tuple(ENGINE_OPTIONS["device_pipeline"].values() or ())  # its row's values (zsseg_rt.options)
 
 
@@ -330,6 +331,9 @@ class VideoSegmenter:
         if self._choose_window:  # --live on the exact CPU path: the window from a warm-up on the first frame
             self._choose_window = False
             self._measure_window(self._checked(frames[0]))
+        check = getattr(getattr(self.engine, "pipeline", None), "loop_check", None)
+        if check is not None and streams and streams[0] != _WARM_UP:  # then the loop's own rate (LoopCheck)
+            check.tick(self.engine.pipeline, streams)
         start = time.perf_counter()
         if not self.options.active:
             results = self._engine_call(frames, scores=False)
@@ -460,11 +464,21 @@ class VideoSegmenter:
         the warm-up's own for a propagated frame (forgotten after)."""
         keyframe = lambda: self._engine_call([frame], scores=self.options.stabilize)  # noqa: E731
         try:
-            measure_window(
+            choice = measure_window(
                 self.engine, keyframe, lambda: self._segment([_WARM_UP], [frame]), self.options.keyframe_every
             )
         finally:
             self._streams.pop(_WARM_UP, None)
+        if choice.met and not choice.unavailable:  # the loop's own rate checked over its first spans (LoopCheck)
+            from zsseg_rt.runtime.pipelines.window import window_candidates
+
+            from . import live_window
+
+            span = max(LOOP_CHECK_FRAMES, 2 * self.options.keyframe_every)  # (kept on the pipeline, as the choice:
+            # the Engine's next segmenters go on with it)
+            self.engine.pipeline.loop_check = LoopCheck(
+                choice, window_candidates(self.engine.pipeline.bundle_meta), span, live_window.CLOCK
+            )
 
     @property
     def window_choice(self) -> Any:
