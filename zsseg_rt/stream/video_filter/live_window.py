@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 __all__ = ["LIVE_FPS_TARGET", "WindowChoice", "choose_window", "expected_fps", "live_window_reason", "measure_window"]
 
-LIVE_FPS_TARGET = 5.0  # frames a second end to end on 2 cores (issue 90; issue 65's --live target)
+LIVE_FPS_TARGET = 5.0  # frames a second end to end on 2 cores (--live's target)
 TIMED_CALLS = 2  # keyframe calls timed at each window after the untimed one (the fastest kept: a loaded machine)
 CLOCK: Callable[[], float] = time.perf_counter  # the warm-up's clock, seconds (tests give their own: no timing)
 log = logging.getLogger("zsseg_rt")
