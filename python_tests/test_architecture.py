@@ -409,6 +409,8 @@ BACKEND_LITERALS_ALLOWED: Dict[Tuple[str, str], str] = {
     ("zsseg_rt.export.onnx_export", "torch"): "the two sides of an export's parity check: PyTorch's outputs",
     ("zsseg_rt.export.onnx_export", "onnxruntime"): "the two sides of an export's parity check: ONNX Runtime's",
     ("zsseg_rt.models.zeroseg.evaluate", "torch"): "the source of a reference prediction (the PyTorch model)",
+    ("zsseg_rt.options.engine_rows", "onnxruntime"): "the backend row's example (python_tests/test_option_examples.py "
+    "checks that the backend table takes it)",
     ("zsseg_rt.profiling", "onnxruntime"): "system_info's library versions, printed",
     ("zsseg_rt.profiling", "tensorrt"): "system_info's library versions, printed",
     ("zsseg_rt.runtime.device.device_pipeline", "torch"): "a memory kind (TorchMemory: torch tensors), not a backend",

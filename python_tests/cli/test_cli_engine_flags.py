@@ -23,27 +23,18 @@ from zsseg_rt.console.arguments import ENGINE_COMMANDS, PARTIAL_ENGINE_COMMANDS,
 from zsseg_rt.console.errors import command_line_advice  # noqa: E402
 from zsseg_rt.options import ENGINE_OPTIONS, EngineOption  # noqa: E402
 
-# A value of every flagged row that a real run on the tiny bundle on this CPU accepts and that is not the default of
-# any command: (the flag's words, the Engine's value). A new flagged row adds its value here (the test says so).
-FLAG_VALUES = {
-    "backend": (["onnxruntime"], "onnxruntime"),
-    "device": (["cpu"], "cpu"),
-    "precision": (["fp32"], "fp32"),
-    "inference": (["windows"], "windows"),
-    "whole_fallback": (["windows"], "windows"),
-    "max_pixels": (["50000000"], 50000000),
-    "allow_partial_images": ([], True),
-    "prepare": (["none"], None),
-    "unknown_below": (["0.5"], 0.5),
-    "cache_dir": (["/nonexistent/zsseg-records"], "/nonexistent/zsseg-records"),
-    "postprocess_kernel": (["columns"], "columns"),  # on this CPU: accepted, one line says it changes nothing
-    "encoder_variant": (["fp8"], "fp8"),  # likewise (the host path)
-    "object_min_area": (["0.005"], 0.005),
-    "max_objects": (["7"], 7),
-    "track_max_missed": (["2"], 2),
-    "window_size": (["48"], 48),  # the tiny bundle's 64 window: one of 48 (its graphs rewritten)
-}
-MODES = {"camera": "exact"}  # --mode: the other one than the command's default (fast on camera)
+# Each flagged row's example (``row.example``: its flag's words and the Engine's value, a value a real run on the tiny
+# bundle on this CPU accepts); on a command whose own default it is (``cli_defaults``: --mode fast on camera), the
+# row's default instead, so that every flag is given a value that is no default of the command that runs.
+
+
+def _value(row, command):
+    """(the flag's words, the Engine's value) this test gives ``row``'s flag on ``command``."""
+    assert row.example is not None, f"the new row {row.name!r} needs an example (its row's example=)"
+    words, value = row.example
+    if value == dict(row.cli_defaults).get(command, row.default):
+        words, value = (row.flag_default(),), row.default
+    return list(words), value
 
 
 def _subcommands(parser=None):
@@ -62,14 +53,8 @@ def _engine_flags(subparser):
 
 def _argv(command, rows, digest):
     words = []
-    for row in rows:
-        value = ["--mode", MODES.get(command, "fast")] if row.name == "mode" else None
-        if row.name == "expected_digest":
-            value = [row.flag, digest]
-        elif value is None:
-            assert row.name in FLAG_VALUES, f"a test value of the new row {row.name!r}: add it to FLAG_VALUES"
-            value = [row.flag, *FLAG_VALUES[row.name][0]]
-        words += value
+    for row in rows:  # (the digest: the tiny bundle's, which the run checks)
+        words += [row.flag, digest] if row.name == "expected_digest" else [row.flag, *_value(row, command)[0]]
     return words
 
 
@@ -80,8 +65,8 @@ def _head(command, bundle):
 
 
 def _expected(command, rows, digest):
-    wanted = {row.name: FLAG_VALUES[row.name][1] for row in rows if row.name in FLAG_VALUES}
-    return dict(wanted, mode=MODES.get(command, "fast"), expected_digest=digest)
+    wanted = {row.name: _value(row, command)[1] for row in rows}
+    return dict(wanted, expected_digest=digest)
 
 
 def test_every_command_that_opens_an_engine_shows_the_same_engine_flags():
@@ -127,7 +112,7 @@ def test_every_engine_flag_reaches_every_commands_engine(tiny_bundle, tmp_path, 
     """Every Engine flag of segment, camera, batch and serve, each given a value that is no default, reaches the
     Engine the command opens (segment, camera: the Engine recorded as it runs) or every Ray worker's (batch: the
     checked job's worker options; serve: the deployment's options, Ray's start and the deployment behind
-    recorders). The flags and values come from the table (FLAG_VALUES: one per row)."""
+    recorders). The flags and values come from the table (each row's example)."""
     from zsseg_rt.bundle import bundle_digest
 
     digest = bundle_digest(tiny_bundle)

@@ -67,22 +67,21 @@ def test_the_commands_flags_are_generated_from_the_rows(command):
 
 @pytest.mark.parametrize("command", ["camera", "segment"])
 def test_every_rows_example_is_taken_by_python_and_by_its_flag(command):
-    """The row's example: taken by SessionOptions, and its flag's text parses to the same value (a switch: its
-    flag gives the value that is not the default)."""
+    """The row's example (its flag's words and the value they give, not the default): taken by SessionOptions (with
+    the example of the option it requires), and on the command its flag's words parse to the same value."""
     from zsseg_rt.options.run_rows import RUN_OPTIONS
     from zsseg_rt.stream import SessionOptions
 
     base = ["x", "--bundle", "b", "--classes", "a"]
     for row in RUN_OPTIONS:
-        SessionOptions(**{row.name: row.example, **({"preview": 0} if row.name == "preview_readonly" else {})})
+        needed = {row.requires[0]: RUN_OPTIONS[row.requires[0]].example[1]} if row.requires else {}
+        built = SessionOptions(**{row.name: row.example[1], **needed})
+        assert getattr(built, row.name) != row.default, row.name
     parser = _parser(command)
     for row in RUN_OPTIONS.for_command(command):
-        if row.is_switch:
-            args = parser.parse_args([command, *base, row.flag])
-            assert getattr(args, row.name) is (not row.default), row.name
-        elif row.example is not None:
-            args = parser.parse_args([command, *base, row.flag, str(row.example)])
-            assert getattr(args, row.name) == row.example, row.name
+        words, value = row.example
+        args = parser.parse_args([command, *base, row.flag, *words])
+        assert getattr(args, row.name) == value and value != row.default, row.name
 
 
 REFUSED = [  # (option, value, its flag's text): what the issue measured, and every kind of bound

@@ -3,7 +3,7 @@ options"). Standard library only."""
 
 from __future__ import annotations
 
-from zsseg_rt.options.table import EngineOption, OptionTable
+from zsseg_rt.options.table import EngineOption, Made, OptionTable
 
 # the CUDA post-processing's kernels (ops.segment_windows_kernels(), the native list, read here without the native
 # module; python_tests/runtime/test_postprocess_choice.py checks they are the same): the first is the reference
@@ -13,6 +13,11 @@ POSTPROCESS_KERNELS = ("tiled", "columns", "columns_chain", "warps", "ordered")
 ENCODER_VARIANTS = ("graph", "compiled", "fp8")
 _BACKENDS = "zsseg_rt.runtime.backends.table:backend_names"
 _PRECISIONS = "zsseg_rt.runtime.backends.table:precision_names"
+# examples (each row's ``example``: a value other than its default that the generic tests give every command; a
+# real run on the tests' tiny bundle on a CPU takes it): a digest (the run's test gives its bundle's), a folder
+# that holds no records anywhere
+_DIGEST = "sha256:" + "0" * 64
+_NO_RECORDS = "/nonexistent/zsseg-records"
 _WINDOWED_ONLY = (
     "bundles of the two-stage pipeline run the whole image through the mask branch and CLIP on the proposals' crops, "
     "resized as the official code does"
@@ -33,6 +38,7 @@ ENGINE_OPTIONS = OptionTable(
             "ready ``Backend`` object (e.g. the accuracy gate's).",
             flag="--backend",
             choices=_BACKENDS,
+            example=(("onnxruntime",), "onnxruntime"),
         ),
         EngineOption(
             "device",
@@ -44,6 +50,7 @@ ENGINE_OPTIONS = OptionTable(
             flag="--device",
             choices=("auto", "cpu", "cuda"),
             pattern=(r"cuda:\d+", "cuda:N"),
+            example=(("cpu",), "cpu"),
         ),
         EngineOption(
             "mode",
@@ -59,6 +66,7 @@ ENGINE_OPTIONS = OptionTable(
             flag="--mode",
             choices=("exact", "fast"),
             cli_defaults=(("camera", "fast"),),
+            example=(("fast",), "fast"),
         ),
         EngineOption(
             "unknown_below",
@@ -76,6 +84,7 @@ ENGINE_OPTIONS = OptionTable(
             flag="--unknown-below",
             metavar="P",
             bounds=(0.0, 1.0),
+            example=(("0.5",), 0.5),
         ),
         EngineOption(
             "max_batch",
@@ -91,6 +100,7 @@ ENGINE_OPTIONS = OptionTable(
                 "zsseg_rt.runtime.pipelines.windowed:WindowedPipeline.default_max_batch",
                 "zsseg_rt.runtime.pipelines.two_stage:TwoStagePipeline.default_max_batch",
             ),
+            example=(None, 2),
         ),
         EngineOption(
             "verify",
@@ -100,6 +110,7 @@ ENGINE_OPTIONS = OptionTable(
             "ONNX Runtime; TensorRT engines are checked against their engine.json).",
             doc="Verified files are remembered by (size, mtime, ctime, inode, sha256), so a restart does not hash "
             "them again (``runtime/file_verification.py``).",
+            example=(None, False),
         ),
         EngineOption(
             "model",
@@ -108,6 +119,7 @@ ENGINE_OPTIONS = OptionTable(
             "(torch backend) the PyTorch model to run instead of loading the source checkpoint.",
             workers=False,
             not_in_workers="a PyTorch model object stays in the process that made it",
+            example=(None, Made("torch.nn:Identity")),
         ),
         EngineOption(
             "precision",
@@ -123,6 +135,7 @@ ENGINE_OPTIONS = OptionTable(
             flag="--precision",
             choices=_PRECISIONS,
             more_help="zsseg_rt.runtime.backends.table:precision_help",
+            example=(("fp32",), "fp32"),
         ),
         EngineOption(
             "threads",
@@ -132,6 +145,7 @@ ENGINE_OPTIONS = OptionTable(
             "runtime choose.",
             minimum=0,
             maximum=1024,  # issue 87, L4: threads=10**9 ended in ONNX Runtime's bad_alloc, reported as a damaged bundle
+            example=(None, 1),
         ),
         EngineOption(
             "device_pipeline",
@@ -141,6 +155,7 @@ ENGINE_OPTIONS = OptionTable(
             "pre-processing, encoder, head and the exact post-processing on one stream, one download of labels and "
             "scores (``runtime/device/device_pipeline.py``); True requires it, False uses the host path.",
             choices=("auto", True, False),
+            example=(None, False),
         ),
         EngineOption(
             "postprocess_kernel",
@@ -157,6 +172,7 @@ ENGINE_OPTIONS = OptionTable(
             choices=("auto",) + POSTPROCESS_KERNELS,
             kinds=("windowed",),
             refusal="bundles of the two-stage pipeline post-process on the host (no device pipeline)",
+            example=(("columns",), "columns"),
         ),
         EngineOption(
             "encoder_variant",
@@ -176,6 +192,7 @@ ENGINE_OPTIONS = OptionTable(
             choices=("auto",) + ENCODER_VARIANTS,
             kinds=("windowed",),
             refusal="bundles of the two-stage pipeline run on the host path (no device pipeline)",
+            example=(("fp8",), "fp8"),
         ),
         EngineOption(
             "inference",
@@ -189,6 +206,7 @@ ENGINE_OPTIONS = OptionTable(
             choices=("auto", "whole", "windows"),
             kinds=("windowed",),
             refusal=_WINDOWED_ONLY,
+            example=(("windows",), "windows"),
         ),
         EngineOption(
             "whole_fallback",
@@ -202,6 +220,7 @@ ENGINE_OPTIONS = OptionTable(
             choices=(None, "windows"),
             kinds=("windowed",),
             refusal=_WINDOWED_ONLY,
+            example=(("windows",), "windows"),
         ),
         EngineOption(
             "max_pixels",
@@ -216,6 +235,7 @@ ENGINE_OPTIONS = OptionTable(
             metavar="N",
             minimum=0,
             default_from=("zsseg_rt.image_io:DEFAULT_MAX_PIXELS",),
+            example=(("50000000",), 50000000),
         ),
         EngineOption(
             "max_rescaled_pixels",
@@ -225,6 +245,7 @@ ENGINE_OPTIONS = OptionTable(
             "``pipeline.InputLimits``' ({0}).",
             minimum=1,
             default_from=("zsseg_rt.pipeline.limits:InputLimits.max_rescaled_pixels",),
+            example=(None, 4000000),
         ),
         EngineOption(
             "max_windows",
@@ -233,6 +254,7 @@ ENGINE_OPTIONS = OptionTable(
             "input limit: sliding windows per image; None: ``pipeline.InputLimits``' ({0}).",
             minimum=1,
             default_from=("zsseg_rt.pipeline.limits:InputLimits.max_windows",),
+            example=(None, 16),
         ),
         EngineOption(
             "max_memory_mb",
@@ -241,6 +263,7 @@ ENGINE_OPTIONS = OptionTable(
             "input limit: the estimated working memory of one image, in MiB; None: ``pipeline.InputLimits``' ({0}).",
             minimum=1,
             default_from=("zsseg_rt.pipeline.limits:InputLimits.max_memory_mb",),
+            example=(None, 2048),
         ),
         EngineOption(
             "expected_digest",
@@ -252,6 +275,7 @@ ENGINE_OPTIONS = OptionTable(
             doc="A bundle whose digest differs is refused with ``BundleError``. Needs ``verify=True``.",
             flag="--bundle-digest",
             metavar="sha256:HEX",
+            example=((_DIGEST,), _DIGEST),
         ),
         EngineOption(
             "allow_partial_images",
@@ -263,6 +287,7 @@ ENGINE_OPTIONS = OptionTable(
             doc="``zsseg_rt.image_io``: by default such a file is refused with ``CorruptImageError``, one line naming "
             "what is wrong. A header that declares more pixels than the data can hold is always refused.",
             flag="--allow-partial-images",
+            example=((), True),
         ),
         EngineOption(
             "prepare",
@@ -281,6 +306,7 @@ ENGINE_OPTIONS = OptionTable(
             workers=False,
             not_in_workers="a worker runs one path from its first image to its last, nothing prepared behind its "
             "back: prepare ahead with `zsseg build-engine BUNDLE --backend auto`",
+            example=(("none",), None),
         ),
         EngineOption(
             "cache_dir",
@@ -293,6 +319,7 @@ ENGINE_OPTIONS = OptionTable(
             "the one line of ``prepare='auto'`` names the step with ``--cache-dir DIR``.",
             flag="--cache-dir",
             metavar="DIR",
+            example=((_NO_RECORDS,), _NO_RECORDS),
         ),
         EngineOption(
             "test_scale",
@@ -305,6 +332,7 @@ ENGINE_OPTIONS = OptionTable(
             "a lower resolution (the :data:`LIVE` preset, ``zsseg camera --live``). The input limits follow it.",
             kinds=("windowed",),
             refusal=_WINDOWED_ONLY,
+            example=(None, "window"),
         ),
         EngineOption(
             "window_size",
@@ -322,6 +350,7 @@ ENGINE_OPTIONS = OptionTable(
             minimum=1,
             kinds=("windowed",),
             refusal=_WINDOWED_ONLY,
+            example=(("48",), 48),
         ),
         EngineOption(
             "object_min_area",
@@ -337,6 +366,7 @@ ENGINE_OPTIONS = OptionTable(
             flag="--object-min-area",
             metavar="F",
             bounds=(0.0, 1.0),
+            example=(("0.005",), 0.005),
         ),
         EngineOption(
             "max_objects",
@@ -349,6 +379,7 @@ ENGINE_OPTIONS = OptionTable(
             flag="--max-objects",
             metavar="N",
             minimum=1,
+            example=(("7",), 7),
         ),
         EngineOption(
             "track_max_missed",
@@ -364,6 +395,7 @@ ENGINE_OPTIONS = OptionTable(
             minimum=0,
             workers=False,
             not_in_workers="a worker segments images one at a time (zsseg batch, zsseg serve): no tracks",
+            example=(("2",), 2),
         ),
     ]
 )

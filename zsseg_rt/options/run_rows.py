@@ -51,7 +51,7 @@ RUN_OPTIONS = RunOptionTable(
             none=False,
             commands=(),
             flag_from="`-o` (camera, repeatable; its help from the output kinds)",
-            example=["out.mp4"],
+            example=(None, ("out.mp4",)),
             writes=True,
         ),
         RunOption(
@@ -63,7 +63,7 @@ RUN_OPTIONS = RunOptionTable(
             metavar="DIR",
             output_kind="labels",
             group=VIDEO_GROUP,
-            example="labels/",
+            example=(("labels/",), "labels/"),
             writes=True,
         ),
         RunOption(
@@ -76,7 +76,7 @@ RUN_OPTIONS = RunOptionTable(
             commands=_BOTH,
             output_kind="coco",
             helps=(("camera", "(video files and image folders) {kind}"),),
-            example="masks.json",
+            example=(("masks.json",), "masks.json"),
             writes=True,
         ),
         RunOption(
@@ -96,7 +96,7 @@ RUN_OPTIONS = RunOptionTable(
                     "(the class's mean score over the region) and RLE mask: in --json ('objects') and --save-json",
                 ),
             ),
-            example=True,
+            example=((), True),
         ),
         RunOption(
             "track",
@@ -117,7 +117,7 @@ RUN_OPTIONS = RunOptionTable(
                     "their folder's, in the order given)",
                 ),
             ),
-            example=True,
+            example=((), True),
             engine_options=("track_max_missed",),
         ),
         RunOption(
@@ -129,7 +129,7 @@ RUN_OPTIONS = RunOptionTable(
             metavar="FILE",
             commands=_BOTH,
             output_kind="tracks",
-            example="tracks.txt",
+            example=(("tracks.txt",), "tracks.txt"),
             engine_options=("track_max_missed",),
             writes=True,
         ),
@@ -141,7 +141,7 @@ RUN_OPTIONS = RunOptionTable(
             'frames and fps; "sources": per source fps, latency p50/p99, drops, reconnects, damaged packets skipped '
             '(decode_errors), state and error; "options": the run\'s resolved options, to replay it)',
             flag="--stats-json",
-            example="stats.json",
+            example=(("stats.json",), "stats.json"),
             writes=True,
         ),
         RunOption(
@@ -156,7 +156,7 @@ RUN_OPTIONS = RunOptionTable(
             flag="--overwrite",
             commands=_BOTH,
             helps=(("segment", "replace files that exist already in -o (and --save-json FILE)"),),
-            example=True,
+            example=((), True),
         ),
         RunOption(
             "preview",
@@ -166,7 +166,7 @@ RUN_OPTIONS = RunOptionTable(
             "printed at start)",
             flag="--preview",
             metavar="PORT",
-            example=0,
+            example=(("0",), 0),
         ),
         RunOption(
             "preview_host",
@@ -175,7 +175,7 @@ RUN_OPTIONS = RunOptionTable(
             "interface for --preview (default 127.0.0.1; 0.0.0.0 serves the network, no auth)",
             none=False,
             flag="--preview-host",
-            example="127.0.0.1",
+            example=(("localhost",), "localhost"),
         ),
         RunOption(
             "preview_readonly",
@@ -185,7 +185,7 @@ RUN_OPTIONS = RunOptionTable(
             none=False,
             flag="--preview-readonly",
             requires=("preview", "applies to the {} page"),
-            example=False,
+            example=((), True),
         ),
         RunOption(
             "class_file",
@@ -194,10 +194,20 @@ RUN_OPTIONS = RunOptionTable(
             "text file of class names (one per line or comma-separated), watched: edit it while streaming to change "
             "the vocabulary",
             flag="--class-file",
-            example="classes.txt",
+            example=(("classes.txt",), "classes.txt"),
         ),
-        RunOption("width", None, WHOLE, "requested capture width (V4L2 / CSI)", low=1, flag="--width", example=640),
-        RunOption("height", None, WHOLE, "requested capture height (V4L2 / CSI)", low=1, flag="--height", example=480),
+        RunOption(
+            "width", None, WHOLE, "requested capture width (V4L2 / CSI)", low=1, flag="--width", example=(("640",), 640)
+        ),
+        RunOption(
+            "height",
+            None,
+            WHOLE,
+            "requested capture height (V4L2 / CSI)",
+            low=1,
+            flag="--height",
+            example=(("480",), 480),
+        ),
         RunOption(
             "fps",
             None,
@@ -205,10 +215,16 @@ RUN_OPTIONS = RunOptionTable(
             "requested capture fps of a camera; the output video's fps (default: the input file's, else 30)",
             above=0,
             flag="--fps",
-            example=12.5,
+            example=(("12.5",), 12.5),
         ),
         RunOption(
-            "loop", False, BOOL, "restart a video file / folder at its end", none=False, flag="--loop", example=False
+            "loop",
+            False,
+            BOOL,
+            "restart a video file / folder at its end",
+            none=False,
+            flag="--loop",
+            example=((), True),
         ),
         RunOption(
             "every_frame",
@@ -217,7 +233,7 @@ RUN_OPTIONS = RunOptionTable(
             "live sources too: process every frame instead of the newest (files and folders always are)",
             none=False,
             flag="--every-frame",
-            example=True,
+            example=((), True),
         ),
         RunOption(
             "max_frames",
@@ -226,7 +242,7 @@ RUN_OPTIONS = RunOptionTable(
             "stop after this many processed frames (of each source)",
             low=1,
             flag="--max-frames",
-            example=2,
+            example=(("2",), 2),
         ),
         RunOption(
             "max_reconnects",
@@ -235,7 +251,7 @@ RUN_OPTIONS = RunOptionTable(
             "give up on a source after this many failed reconnects (default: never); the others go on",
             low=0,
             flag="--max-reconnects",
-            example=0,
+            example=(("0",), 0),
         ),
         RunOption(
             "alpha",
@@ -248,7 +264,7 @@ RUN_OPTIONS = RunOptionTable(
             flag="--alpha",
             commands=_BOTH,
             helps=(("segment", "overlay opacity in [0, 1] (default 0.5)"),),
-            example=0.0,
+            example=(("0",), 0.0),
         ),
         RunOption(
             "legend",
@@ -260,7 +276,7 @@ RUN_OPTIONS = RunOptionTable(
             negated=True,
             commands=_BOTH,
             helps=(("segment", "no legend of the classes on the overlay and mask"),),
-            example=False,
+            example=((), False),
         ),
         RunOption(
             "allow_partial_images",
@@ -270,7 +286,7 @@ RUN_OPTIONS = RunOptionTable(
             none=False,
             commands=(),
             flag_from="`--allow-partial-images` (the Engine's row of the same name)",
-            example=True,
+            example=(None, True),
         ),
         RunOption(
             "live",
@@ -281,7 +297,7 @@ RUN_OPTIONS = RunOptionTable(
             flag="--live",
             help_from="zsseg_rt.options.run_rows:live_help",
             group=VIDEO_GROUP,
-            example=False,
+            example=((), True),
         ),
         RunOption(
             "stabilize",
@@ -292,7 +308,7 @@ RUN_OPTIONS = RunOptionTable(
             none=False,
             flag="--stabilize",
             group=VIDEO_GROUP,
-            example=False,
+            example=((), True),
         ),
         RunOption(
             "stabilize_delay",
@@ -305,7 +321,7 @@ RUN_OPTIONS = RunOptionTable(
             flag="--stabilize-delay",
             metavar="N",
             group=VIDEO_GROUP,
-            example=None,
+            example=(("2",), 2),
         ),
         RunOption(
             "keyframe_every",
@@ -318,7 +334,7 @@ RUN_OPTIONS = RunOptionTable(
             flag="--keyframe-every",
             metavar="K",
             group=VIDEO_GROUP,
-            example=1,
+            example=(("1",), 1),
         ),
         RunOption(
             "adaptive_keyframes",
@@ -328,7 +344,7 @@ RUN_OPTIONS = RunOptionTable(
             none=False,
             flag="--adaptive-keyframes",
             group=VIDEO_GROUP,
-            example=False,
+            example=((), True),
         ),
         RunOption(
             "temporal_consistency",
@@ -339,7 +355,7 @@ RUN_OPTIONS = RunOptionTable(
             none=False,
             flag="--temporal-consistency",
             group=VIDEO_GROUP,
-            example=True,
+            example=((), True),
         ),
         RunOption(
             "in_flight",
@@ -349,7 +365,7 @@ RUN_OPTIONS = RunOptionTable(
             low=1,
             none=False,
             commands=(),
-            example=2,
+            example=(None, 1),
         ),
         RunOption(
             "frame_id",
@@ -359,7 +375,7 @@ RUN_OPTIONS = RunOptionTable(
             none=False,
             commands=(),
             flag_from="`--frame-id` (the robot outputs' option: output_options)",
-            example="{source}",
+            example=(None, "camera"),
         ),
         RunOption(
             "overlay_topic",
@@ -369,7 +385,7 @@ RUN_OPTIONS = RunOptionTable(
             none=False,
             commands=(),
             flag_from="`--no-overlay-topic` (the robot outputs' option: output_options)",
-            example=True,
+            example=(None, False),
         ),
         RunOption(
             "output_options",
@@ -380,7 +396,7 @@ RUN_OPTIONS = RunOptionTable(
             none=False,
             commands=(),
             flag_from="each output kind's option flags (add_output_arguments)",
-            example={},
+            example=(None, {"frame_id": "camera"}),
         ),
     ]
 )

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from zsseg_rt.aliases import resolve_reference
 from zsseg_rt.errors import OptionError
-from zsseg_rt.options.table import RowTable, did_you_mean
+from zsseg_rt.options.table import Example, RowTable, did_you_mean, example_refusal
 
 __all__ = ["RunOption", "RunOptionTable", "VALUE_KINDS", "standard_output_refusal"]
 
@@ -82,7 +82,9 @@ class RunOption:
             option, a command's own ``-o``): said in the docs' table.
         requires: ``(option, what)``: given (True, or not None), this option needs ``option`` given too (``what``:
             why, ``{}`` standing for that option's name or flag: "applies to the {} page").
-        example: a value it takes (the generic tests pass it through the Session and the command line).
+        example: a value other than the default, as ``(the flag's words, the value they give)`` (``(("2",), 2)``;
+            a switch ``((), True)``; a row without a flag ``(None, value)``): the generic tests pass it through
+            the Session, the row's check and each command's flag (``zsseg_rt.options.table.Example``).
         engine_options: the Engine options only this option (or another row naming them too) puts to use
             (``track``: ``track_max_missed``): one given a value other than its default while none of those rows is
             given is refused (:meth:`RunOptionTable.check_engine_options`), as ``requires`` refuses a run option.
@@ -108,13 +110,16 @@ class RunOption:
     group: str = ""
     flag_from: str = ""
     requires: Optional[Tuple[str, str]] = None
-    example: Any = None
+    example: Optional[Example] = None
     engine_options: Tuple[str, ...] = ()
     writes: bool = False
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"a run option's name is a Python keyword, got {self.name!r}")
+        refusal = example_refusal(self.name, self.flag, self.example)
+        if refusal is not None:
+            raise ValueError(refusal)
         if self.takes not in VALUE_KINDS:
             raise ValueError(f"{self.name}: takes one of {', '.join(VALUE_KINDS)}, got {self.takes!r}")
         if self.flag is not None and not self.flag.startswith("-"):

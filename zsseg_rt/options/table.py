@@ -35,6 +35,42 @@ def _reference(reference: str) -> Any:
 
 
 @dataclass(frozen=True)
+class Made:
+    """An example's value made when read (``"module:function"``, called): an object a row cannot hold (a PyTorch
+    model), its module imported only by the reader of the example."""
+
+    reference: str
+
+    def make(self) -> Any:
+        return _reference(self.reference)
+
+
+# A row's example: (the flag's words, the value they give); a switch's words are (), a row without a flag gives None
+Example = Tuple[Optional[Tuple[str, ...]], Any]
+
+
+def example_refusal(name: str, flag: Optional[str], example: Optional[Example]) -> Optional[str]:
+    """Why ``example`` is no example of the row ``name`` (its shape: a flag's words, or None without a flag), or
+    None: well formed (the value is checked by the generic tests, against the row's check and the commands')."""
+    if example is None:
+        return None
+    if not (isinstance(example, tuple) and len(example) == 2):
+        return f"{name}: an example is (the flag's words, the value they give), got {example!r}"
+    words = example[0]
+    if flag is None and words is not None:
+        return f"{name}: a row without a flag gives its example as (None, value), got words {words!r}"
+    if flag is not None and not (isinstance(words, tuple) and all(isinstance(word, str) for word in words)):
+        return f"{name}: its flag's example words are a tuple of strings (() for a switch), got {words!r}"
+    return None
+
+
+def example_value(example: Example) -> Any:
+    """The Python value of ``example`` (a :class:`Made` value made now)."""
+    value = example[1]
+    return value.make() if isinstance(value, Made) else value
+
+
+@dataclass(frozen=True)
 class EngineOption:
     """One option of ``zsseg_rt.Engine``.
 
@@ -63,6 +99,10 @@ class EngineOption:
         pattern: ``(regex, words)``: values of another form it takes besides its choices (``device``: ``cuda:N``).
         default_from: a None default's holders, ``"module:attr"`` of the values None stands for, shown where
             ``help`` or ``doc`` says ``{0}``, ``{1}``, ... (read when the help is written, never copied by hand).
+        example: a value other than the default, as ``(the flag's words, the value they give)`` (``(("2",), 2)``;
+            a switch ``((), True)``; a row without a flag ``(None, value)``, a :class:`Made` value for an object):
+            the generic tests run it through every command that takes the flag, and through the row's check
+            (``python_tests/test_option_examples.py``); a value a real run on the tests' tiny bundle takes on a CPU.
 
     A value is checked by its row (:meth:`problem`), for Python and the command line (``zsseg_rt.console.arguments``)
     in the same words: the kinds ``type`` names, then ``choices`` (and ``pattern``), ``minimum`` or ``bounds``.
@@ -88,8 +128,12 @@ class EngineOption:
     not_in_workers: str = ""
     pattern: Optional[Tuple[str, str]] = None
     default_from: Tuple[str, ...] = ()
+    example: Optional[Example] = None
 
     def __post_init__(self) -> None:
+        refusal = example_refusal(self.name, self.flag, self.example)
+        if refusal is not None:
+            raise ValueError(refusal)
         if self.default_from and self.default is not None:
             raise ValueError(f"{self.name}: default_from names what a None default stands for, the default is not None")
         if self.default_from and "{0}" not in self.help + self.doc:
