@@ -144,7 +144,7 @@ ENGINE_OPTIONS = OptionTable(
             "intra-op threads of the ONNX Runtime backend, INFERENCE_NUM_THREADS of the OpenVINO backend; 0 lets the "
             "runtime choose.",
             minimum=0,
-            maximum=1024,  # issue 87, L4: threads=10**9 ended in ONNX Runtime's bad_alloc, reported as a damaged bundle
+            maximum=1024,  # threads=10**9 ended in ONNX Runtime's bad_alloc, reported as a damaged bundle
             example=(None, 1),
         ),
         EngineOption(

@@ -47,7 +47,7 @@ STANDARD_OUTPUT = "-"  # standard output, by the usual convention: no output of 
 
 
 def standard_output_refusal(given: str, instead: str = "") -> str:
-    """The one refusal of ``-`` (standard output) as an output (F18: ``-o -`` made a folder named ``-``): ``given``
+    """The one refusal of ``-`` (standard output) as an output (``-o -`` made a folder named ``-``): ``given``
     says it (``--tracks-out -``, ``tracks_out='-'``), ``instead`` what prints on standard output instead (a
     command's)."""
     return (

@@ -377,7 +377,7 @@ class OptionTable(RowTable[EngineOption]):
     ) -> None:
         """Refuse, in one line, an option given (not its default) that bundles of the runtime pipeline ``kind`` do
         not take (its row's ``kinds`` and ``refusal``). An option the ``preset`` set (not among the ``given``
-        keywords) is refused naming the preset, ``zsseg camera --live`` for :data:`LIVE` (issue 79, F14: the
+        keywords) is refused naming the preset, ``zsseg camera --live`` for :data:`LIVE` (the
         refusal named test_scale, which a user of ``--live`` never gave)."""
         from_preset = preset_named(preset).engine_options() if preset is not None else {}
         for row in self:
