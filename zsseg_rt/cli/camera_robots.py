@@ -31,9 +31,9 @@ def sink_options(args: Any, fps: float, names: Sequence[str], staged: Any = None
     """The ``SinkOptions`` of one ``-o`` sink (``zsseg_rt.stream.loop.session_options.sink_options``)."""
     from types import SimpleNamespace
 
-    from zsseg_rt.outputs.kinds import output_values
+    from zsseg_rt.outputs.kinds import objects_needed, output_values
     from zsseg_rt.stream.loop.session_options import sink_options as options_of
 
-    tracked = {name: getattr(args, name, False) for name in ("objects", "track", "tracks_out")}  # objects on the topics
-    given = SimpleNamespace(output_options=output_values(args, "-o"), **tracked)
+    objects = bool(objects_needed(args))  # objects on the topics
+    given = SimpleNamespace(output_options=output_values(args, "-o"), objects=objects)
     return options_of(given, fps, names, staged, title)

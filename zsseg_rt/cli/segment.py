@@ -507,8 +507,11 @@ def _segment_all(args, images: Sequence[str], plan: Dict, outputs=None) -> int:
 def _object_finder(args, engine):
     """``finder(path, frame)``: the ``find(result)`` of an image or a video's frame: None without --objects and
     --track; with --track (--tracks-out) each video, and the images of each folder in their order, one tracker."""
-    if not (getattr(args, "track", False) or getattr(args, "tracks_out", None)):
-        return lambda path, frame: (lambda result: result.objects()) if getattr(args, "objects", False) else None
+    from zsseg_rt.outputs.kinds import FOUND, TRACKED, objects_needed
+
+    need = objects_needed(args)  # --objects; --track, --tracks-out: tracked (the output kinds' rows)
+    if need != TRACKED:
+        return lambda path, frame: (lambda result: result.objects()) if need == FOUND else None
     from zsseg_rt.runtime.tracking import SourceTrackers
 
     trackers = SourceTrackers(getattr(engine.options, "track_max_missed", None))

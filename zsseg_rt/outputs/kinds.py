@@ -26,6 +26,8 @@ shows one stream (refused with several, ``several`` says what to use); ``NAMED``
 ``--frame-id``) are the command's flags and the ``SinkOptions.values`` its sink is opened with; the ``-o`` help
 (:func:`output_help`), the flags (:func:`add_output_arguments`), the per-source rule
 (``zsseg_rt.stream.loop.session_options.output_names``) and the "wrote ..." line (:func:`wrote_line`) are made from the rows.
+Whether a run finds each result's objects is :func:`objects_needed`, from ``objects``/``track`` and the rows'
+``needs_objects`` (``tracks``: tracked objects), for every command.
 """
 
 from __future__ import annotations
@@ -48,8 +50,12 @@ __all__ = [
     "KindOption",
     "OutputKind",
     "SinkOptions",
+    "FOUND",
+    "NO_OBJECTS",
+    "TRACKED",
     "add_output_arguments",
     "kind_options",
+    "objects_needed",
     "open_output",
     "open_sink",
     "output_help",
@@ -140,6 +146,9 @@ class OutputKind:
     # the commands that take it: camera (the stream loop), segment and batch (their results: zsseg_rt.stream.
     # result_outputs, a kind whose sink takes results, write_result)
     commands: Tuple[str, ...] = ("camera",)
+    # what its sink needs of each result's objects (objects_needed): NO_OBJECTS, FOUND (result.frame_objects) or
+    # TRACKED (with track ids: --tracks-out)
+    needs_objects: str = ""
 
     @property
     def shared(self) -> bool:
@@ -158,6 +167,8 @@ class OutputKind:
 
 
 SHARED, EACH, SINGLE, NAMED = "shared", "each", "single", "named"
+NO_OBJECTS, FOUND, TRACKED = "", "found", "tracked"  # objects_needed's answers, least first
+_OBJECT_NEEDS = (NO_OBJECTS, FOUND, TRACKED)
 
 
 def _lower(spec: str) -> str:
@@ -374,7 +385,7 @@ OUTPUT_KINDS: Registry[OutputKind] = Registry("output kind", (
     ),
     OutputKind(
         "tracks", "--tracks-out", "tracks.txt (MOTChallenge tracks)", lambda s: bool(str(s).strip()), _tracks,
-        _stream_entry, commands=("camera", "segment"),
+        _stream_entry, commands=("camera", "segment"), needs_objects=TRACKED,
         wrote=lambda output: f"wrote {output['rows']} rows of {output['tracks']} tracks in {output['frames']} frames to {output['path']}",
         help="write the objects' tracks (implies --track) as MOTChallenge text, a line per object and frame: "
         "frame,id,x,y,w,h,score,-1,-1,-1 (frames numbered as the run's other outputs number them, from 0; the box "
@@ -382,6 +393,38 @@ OUTPUT_KINDS: Registry[OutputKind] = Registry("output kind", (
         "place when the run has ended well",
     ),
 ))  # fmt: skip
+
+
+def objects_needed(options: Any = None, **given: Any) -> str:
+    """Whether a run finds each result's objects (``Result.objects()``), the one answer every command asks for
+    (``zsseg segment``, ``zsseg camera`` / ``Session`` and its sinks, ``zsseg batch``, ``zsseg serve``'s
+    ``?objects=1``): TRACKED with ``track`` or an output whose row needs tracked objects (``needs_objects``:
+    ``--tracks-out``); else FOUND with ``objects`` or an output whose row needs them; else NO_OBJECTS ("", false).
+
+    ``options``: any object with the run's names (``SessionOptions``, a command's arguments): ``objects``,
+    ``track``, the ``-o`` specs (``outputs`` or ``output``) and each kind's own option (``tracks_out``); ``given``:
+    names whose values replace those of ``options``."""
+
+    def value(name: str) -> Any:
+        return given[name] if name in given else getattr(options, name, None)
+
+    needs = [TRACKED if value("track") else FOUND if value("objects") else NO_OBJECTS]
+    specs = value("outputs")  # SessionOptions, zsseg batch and segment: outputs; zsseg camera: output (-o, a list)
+    if specs is None:
+        specs = value("output") if isinstance(value("output"), (list, tuple)) else ()  # segment's: its folder
+    specs = [specs] if isinstance(specs, str) else list(specs)
+    for kind in OUTPUT_KINDS:
+        if kind.needs_objects not in _OBJECT_NEEDS:
+            raise ValueError(f"output kind {kind.name!r}: needs_objects must be one of {_OBJECT_NEEDS}")
+        if not kind.needs_objects:
+            continue
+        if kind.option == "-o":
+            used = any(output_kind(str(spec)) is kind for spec in specs)
+        else:
+            used = bool(value(kind.option.lstrip("-").replace("-", "_")))
+        if used:
+            needs.append(kind.needs_objects)
+    return max(needs, key=_OBJECT_NEEDS.index)
 
 
 def kind_options(option: str = "", command: str = "") -> List[KindOption]:

@@ -511,6 +511,7 @@ class SegmentationServer:
         self, result, with_scores: bool, raw_labels: bool, with_objects: bool = False
     ) -> Tuple[Dict[str, Any], float]:
         """The JSON answer of one result (see :mod:`.serve_http`) and the seconds its encoding took."""
+        from zsseg_rt.outputs.kinds import objects_needed
         from zsseg_rt.runtime.result import label_colors
 
         from .records import image_record
@@ -527,7 +528,7 @@ class SegmentationServer:
         answer.update(encode_labels(result.labels, len(names) + (unknown is not None), raw=raw_labels))
         if with_scores:
             answer.update(encode_scores(result.scores))
-        if with_objects:  # ?objects=1: the Engine's limits (--object-min-area, --max-objects)
+        if objects_needed(objects=with_objects):  # ?objects=1: the Engine's limits (--object-min-area, --max-objects)
             answer["objects"] = result.objects().to_dict()
         return answer, time.perf_counter() - start
 

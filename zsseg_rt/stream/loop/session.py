@@ -596,8 +596,11 @@ class Session:
 def _objects(options: SessionOptions, engine: Any) -> Any:
     """The runner's ``objects``: with ``track`` (or ``tracks_out``) one tracker per source (its ``track_max_missed``
     the Engine's option), else ``options.objects``."""
-    if not (options.track or options.tracks_out):
-        return options.objects
+    from zsseg_rt.outputs.kinds import FOUND, TRACKED, objects_needed
+
+    need = objects_needed(options)  # objects; track, tracks_out: tracked (the output kinds' rows)
+    if need != TRACKED:
+        return need == FOUND
     from zsseg_rt.runtime.tracking import SourceTrackers
 
     return SourceTrackers(getattr(getattr(engine, "options", None), "track_max_missed", None))

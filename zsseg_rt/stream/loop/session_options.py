@@ -256,13 +256,13 @@ def check_output_needs(specs: Sequence[str], command: str = "camera") -> None:
 def sink_options(options: Any, fps: float, names: Sequence[str], staged: Any = None, title: str = "zsseg") -> Any:
     """The ``SinkOptions`` of one ``-o`` sink: ``names``, the sources it shows (one, or every source of a shared
     robot output); the kinds' own options (``output_values``)."""
-    from zsseg_rt.outputs.kinds import SinkOptions
+    from zsseg_rt.outputs.kinds import SinkOptions, objects_needed
 
     return SinkOptions(
         fps=fps,
         staged=staged,
         sources=list(names),
-        objects=any(getattr(options, name, False) for name in ("objects", "track", "tracks_out")),  # robot topics
+        objects=bool(objects_needed(options)),  # the robot outputs' objects topics
         title=title,
         values=output_values(options),
     )
