@@ -39,6 +39,7 @@ def _workers(text: str):
 
 
 def _run_batch(args: argparse.Namespace) -> int:
+    from zsseg_rt.outputs.kinds import objects_needed
     from zsseg_rt.scale.batch import prepare_batch
 
     job = prepare_batch(  # every argument checked before Ray starts (a Ray start takes 10-20 s)
@@ -51,6 +52,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         cpus_per_worker=args.cpus_per_worker,
         batch_size=args.batch_size,
         resume=not args.no_resume,
+        objects=bool(objects_needed(args)),  # --objects (the one decision of every command)
         **engine_kwargs(args, "batch"),  # every worker's Engine (zsseg_rt.options)
     )
     repeated = job.plan.repeated
@@ -162,6 +164,9 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="redo images whose outputs exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_result_outputs(p)  # -o SPEC, --overwrite and the kinds' own flags: only when a row takes batch
+    from zsseg_rt.console.run_arguments import add_run_arguments
+
+    add_run_arguments(p, "batch")  # --objects (the run options' rows that take batch)
     add_engine_arguments(p, "batch")  # --backend, --precision, --max-pixels, --bundle-digest, ... (zsseg_rt.options)
     add_cluster_arguments(p)
     p.set_defaults(func=_run_batch)

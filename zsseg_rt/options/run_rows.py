@@ -87,13 +87,19 @@ RUN_OPTIONS = RunOptionTable(
             "--object-min-area, --max-objects), written as COCO instances into --save-json",
             none=False,
             flag="--objects",
-            commands=_BOTH,
+            commands=(*_BOTH, "batch"),
             helps=(
                 (
                     "segment",
                     "find each image's objects: each class's connected regions (8-connectivity) of at least "
                     "--object-min-area of the image, at most --max-objects, as box [x, y, w, h], centroid, area, score "
                     "(the class's mean score over the region) and RLE mask: in --json ('objects') and --save-json",
+                ),
+                (
+                    "batch",
+                    "find each image's objects (each class's connected regions, --object-min-area, --max-objects) and "
+                    "write them beside its label map as OUTPUT/KEY.objects.json, what zsseg segment --objects --json "
+                    "gives an image; a resumed run redoes the images done without them",
                 ),
             ),
             example=((), True),

@@ -29,6 +29,10 @@ Outputs under ``OUTPUT``:
   image a worker handled, ``worker_loaded_rss_bytes`` (the worker's RSS once its Engine was loaded; None where the
   peak mark cannot be reset, i.e. off Linux) and ``worker_peak_rss_bytes`` (its peak RSS since then, this image
   included; the process's peak where the mark cannot be reset), so a file that costs memory shows in the manifest.
+* ``<path of the image relative to INPUT, extension included>.objects.json`` with ``--objects`` (``objects=True``):
+  the image's objects (``Result.objects()``: each class's connected regions, ``--object-min-area``,
+  ``--max-objects``) as ``zsseg segment --objects --json`` gives them (``{"objects": [...], "dropped": n}``), named
+  in its manifest row's ``objects``; a resumed run with ``--objects`` redoes the images done without them.
 * ``vocabulary.json``: what the label values mean: ``class_names`` (the names they index), ``unknown_id`` and
   ``unknown_below`` with ``--unknown-below``, and ``bundle_digest`` (the bundle that made them). A resumed run must
   have the same (another vocabulary, threshold or bundle is refused in one line: one folder would hold label values
@@ -57,7 +61,7 @@ import numpy as np
 from zsseg_rt.system_info import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
 from . import import_ray
-from .batch_manifest import MANIFEST, keep_one_row_per_key, labels_name, read_manifest
+from .batch_manifest import MANIFEST, keep_one_row_per_key, labels_name, objects_name, read_manifest
 from .batch_manifest import done_keys as _done_keys
 from .batch_manifest import strip_scheme as _strip_scheme
 from .records import image_record, label_png_bytes
@@ -162,7 +166,9 @@ def _local_images(input_path: str) -> Tuple[List[str], str]:
     return [os.path.abspath(input_path)], os.path.dirname(os.path.abspath(input_path))
 
 
-def plan_batch(input_path: str, output_dir: str, resume: bool = True, max_pixels: Optional[int] = None) -> BatchPlan:
+def plan_batch(
+    input_path: str, output_dir: str, resume: bool = True, max_pixels: Optional[int] = None, objects: bool = False
+) -> BatchPlan:
     """Which images to read and which are done.
 
     Args:
@@ -173,12 +179,13 @@ def plan_batch(input_path: str, output_dir: str, resume: bool = True, max_pixels
         resume: skip images whose label PNG exists and whose manifest row is ``ok``.
         max_pixels: the pixel limit (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: none): local files longer than an
             image of that size can be, and empty ones, are put in ``rejected`` instead of being read.
+        objects: the run writes each image's objects: an image done without them is not done.
     Returns:
         a :class:`BatchPlan`.
     """
     rows = read_manifest(output_dir) if resume else []
     if _is_remote(input_path):  # listed by Ray Data; done images are skipped in the actors
-        done = _done_keys(rows, output_dir)
+        done = _done_keys(rows, output_dir, objects=objects)
         return BatchPlan(sources=input_path, root=input_path.rstrip("/"), total=None, done_keys=done)
     if any(ch in input_path for ch in "*?["):  # a local glob ("**" recurses, each real folder once: no link loop)
         from zsseg_rt.input_files import expand_glob
@@ -201,7 +208,7 @@ def plan_batch(input_path: str, output_dir: str, resume: bool = True, max_pixels
     named = Counter(output_key(path, root) for path in paths)
     repeated = sorted(key for key, times in named.items() if times > 1)
     paths, keys = list(first.values()), list(first)
-    done = _done_keys(rows, output_dir, keys) if rows else set()
+    done = _done_keys(rows, output_dir, keys, objects) if rows else set()
     pending, rejected = _refuse_by_size([p for p, k in zip(paths, keys) if k not in done], max_pixels)
     return BatchPlan(sources=pending, root=root, total=len(paths), done_keys=done, rejected=rejected, repeated=repeated)
 
@@ -210,10 +217,12 @@ class SegmentWorker:
     """The Ray Data actor: one Engine, built once; ``__call__`` segments a batch and writes its label PNGs. Each
     image is handled on its own: whatever goes wrong with one becomes its ``error`` row, the others go on."""
 
-    def __init__(self, bundle, classes, output_dir, root, done_keys, **engine_options: Any):
-        """``engine_options``: the Engine's (:func:`zsseg_rt.scale.engine.open_engine`; ``BatchJob.worker_options``)."""
+    def __init__(self, bundle, classes, output_dir, root, done_keys, objects=False, **engine_options: Any):
+        """``engine_options``: the Engine's (:func:`zsseg_rt.scale.engine.open_engine`; ``BatchJob.worker_options``);
+        ``objects``: write each image's objects too (``BatchJob.objects``)."""
         from .engine import open_engine
 
+        self.objects = bool(objects)
         self.engine, self.max_pixels = open_engine(bundle, classes, **engine_options)
         self.output_dir, self.root, self.done_keys = output_dir, root, set(done_keys)
         self.host = socket.gethostname()
@@ -255,10 +264,19 @@ class SegmentWorker:
         # the labels view as zsseg segment writes it (8-bit when every id fits, the unknown label's too; else 16-bit)
         write_views(result, {"labels": os.path.join(self.output_dir, labels_name(key))}, fsync=False, make_folders=True)
         done = time.perf_counter()
+        found = {}
+        if self.objects:  # what zsseg segment --objects --json gives an image (FrameObjects.to_dict())
+            from zsseg_rt.io_safety import atomic_write_json
+
+            atomic_write_json(os.path.join(self.output_dir, objects_name(key)), result.objects().to_dict(), fsync=False)
+            found = {"objects": objects_name(key)}
+            done = time.perf_counter()
         timing = {"decode": decoded - start, "segment": segmented - decoded, "write": done - segmented}
         timing["total"] = done - start
         return dict(
-            status="ok", **image_record(result.labels, names, timing, self.engine.backend.name, self.engine.meta)
+            status="ok",
+            **image_record(result.labels, names, timing, self.engine.backend.name, self.engine.meta),
+            **found,
         )
 
 
@@ -330,6 +348,7 @@ class BatchJob:
     batch_size: int
     worker_options: Dict[str, Any]
     vocabulary: Optional[str] = None  # a named vocabulary ("voc21") the workers load by name; None: ``names``
+    objects: bool = False  # each image's objects written beside its label map (objects_needed)
 
     @property
     def max_workers(self) -> int:
@@ -346,6 +365,7 @@ def prepare_batch(
     cpus_per_worker: float = 1.0,
     batch_size: int = 4,
     resume: bool = True,
+    objects: bool = False,
     **engine_options: Any,
 ) -> BatchJob:
     """Check every argument of a batch run without Ray (seconds, not the 10-20 s of a Ray start): the bundle
@@ -363,6 +383,8 @@ def prepare_batch(
         cpus_per_worker: CPUs each actor reserves.
         batch_size: images per ``map_batches`` call (a lost actor's whole batch is redone).
         resume: skip images already done (see :func:`plan_batch`); False redoes everything.
+        objects: write each image's objects beside its label map (``OUTPUT/KEY.objects.json``; whether a run finds
+            them is ``zsseg_rt.outputs.kinds.objects_needed``, as for every command).
         engine_options: every worker's Engine's (``zsseg_rt.Engine``: the rows of ``zsseg_rt.options.ENGINE_OPTIONS``
             a worker takes, :func:`zsseg_rt.scale.engine.checked_engine_options`), checked here. ``max_pixels`` is
             also the pixel limit of every image read (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: none) and
@@ -376,6 +398,7 @@ def prepare_batch(
     """
     from zsseg_rt.bundle import check_bundle_digest, load_meta
     from zsseg_rt.image_io import max_pixels_limit
+    from zsseg_rt.outputs.kinds import objects_needed
     from zsseg_rt.outputs.meaning import LabelMeaning
     from zsseg_rt.vocabulary import Vocabulary, named_vocabulary_name, validate_class_names
 
@@ -400,7 +423,8 @@ def prepare_batch(
         names = list(Vocabulary.parse(vocabulary, meta.max_classes).labels)
     else:
         names = list(validate_class_names(classes, meta.max_classes))
-    plan = plan_batch(input_path, output_dir, resume=resume, max_pixels=limit)
+    wants_objects = bool(objects_needed(objects=objects))
+    plan = plan_batch(input_path, output_dir, resume=resume, max_pixels=limit, objects=wants_objects)
     _check_output_dir(output_dir, input_path)
     _check_vocabulary(output_dir, LabelMeaning.of(names, options.get("unknown_below"), meta.digest), resume)
     return BatchJob(
@@ -414,6 +438,7 @@ def prepare_batch(
         batch_size=int(batch_size),
         worker_options=options,
         vocabulary=vocabulary,
+        objects=wants_objects,
     )
 
 
@@ -492,6 +517,7 @@ def _run_claimed(job: BatchJob) -> Iterator[Dict[str, Any]]:
                 output_dir=job.output_dir,
                 root=plan.root,
                 done_keys=sorted(plan.done_keys) if not isinstance(plan.sources, list) else [],
+                objects=job.objects,
                 **job.worker_options,
             ),
             batch_size=job.batch_size,

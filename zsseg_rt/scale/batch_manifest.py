@@ -12,7 +12,16 @@ import json
 import os
 from typing import Any, Dict, Iterable, List, Sequence, Set
 
-__all__ = ["MANIFEST", "done_keys", "keep_one_row_per_key", "labels_name", "read_manifest", "row_key", "strip_scheme"]
+__all__ = [
+    "MANIFEST",
+    "done_keys",
+    "keep_one_row_per_key",
+    "labels_name",
+    "objects_name",
+    "read_manifest",
+    "row_key",
+    "strip_scheme",
+]
 
 MANIFEST = "manifest.jsonl"
 
@@ -26,6 +35,12 @@ def labels_name(key: str) -> str:
     return key + ".png"
 
 
+def objects_name(key: str) -> str:
+    """The objects (``--objects``: ``FrameObjects.to_dict()``, as ``zsseg segment --objects --json`` gives them) of
+    the image whose output name is ``key``, relative to OUTPUT, beside its label map."""
+    return key + ".objects.json"
+
+
 def row_key(row: Dict[str, Any]) -> str:
     """The output name of a manifest row's image in this version's naming. Rows written before the names kept the
     extension (``key`` ``a/twin`` for ``.../a/twin.jpg``, labels ``a/twin.png``) get the image's extension back."""
@@ -37,11 +52,13 @@ def row_key(row: Dict[str, Any]) -> str:
     return key
 
 
-def done_keys(rows: List[Dict[str, Any]], output_dir: str, input_keys: Sequence[str] = ()) -> Set[str]:
-    """The output names of the images done in ``rows``: an ``ok`` row whose label map exists, and that no other image
-    claims. A label map claimed by two images (two rows of an older version that named ``twin.jpg`` and
-    ``twin.png`` both ``twin.png``; or an older row's name that an image of this run gets, ``x.jpg.png``) holds one of
-    them at most: both are redone."""
+def done_keys(
+    rows: List[Dict[str, Any]], output_dir: str, input_keys: Sequence[str] = (), objects: bool = False
+) -> Set[str]:
+    """The output names of the images done in ``rows``: an ``ok`` row whose label map exists (with ``objects``: and
+    whose objects file, the row's ``objects``, too), and that no other image claims. A label map claimed by two
+    images (two rows of an older version that named ``twin.jpg`` and ``twin.png`` both ``twin.png``; or an older
+    row's name that an image of this run gets, ``x.jpg.png``) holds one of them at most: both are redone."""
     claims: Dict[str, Set[str]] = {}
     for key in input_keys:
         claims.setdefault(labels_name(key), set()).add(key)
@@ -51,6 +68,9 @@ def done_keys(rows: List[Dict[str, Any]], output_dir: str, input_keys: Sequence[
             continue
         key, labels = row_key(row), os.path.normpath(str(row["labels"])).replace(os.sep, "/")
         claims.setdefault(labels, set()).add(key)
+        found = row.get("objects")
+        if objects and not (found and os.path.isfile(os.path.join(output_dir, str(found)))):
+            continue  # segmented without --objects (or its file is gone): redone for them
         if os.path.isfile(os.path.join(output_dir, labels)):
             done[key] = labels
     return {key for key, labels in done.items() if claims[labels] == {key}}
