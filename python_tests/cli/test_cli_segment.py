@@ -121,9 +121,12 @@ code = cli.main(sys.argv[1:])
 torch_imported = "torch" in sys.modules
 with open("/proc/self/status") as handle:
     peak_mb = next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:")) / 1024.0
-import zsseg_rt.models.zegclip.model  # noqa: the same check sees torch once something imports it (it can fail)
-print(json.dumps({"code": code, "torch": torch_imported, "torch_after_models": "torch" in sys.modules,
-                  "peak_mb": peak_mb}))
+try:  # the same check sees torch once something imports it (it can fail)
+    import zsseg_rt.models.zegclip.model  # noqa: F401
+    after = "torch" in sys.modules
+except ImportError as exc:  # no torch here (the image twin's stand-in): the models' import says so
+    after = f"ImportError: {exc}"
+print(json.dumps({"code": code, "torch": torch_imported, "torch_after_models": after, "peak_mb": peak_mb}))
 """
 
 
@@ -147,7 +150,8 @@ def test_segment_is_torch_free_and_refuses_hostile_images_within_a_memory_budget
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["code"] == 1 and out.stderr.count("over the 40 MP limit") == 3, out.stderr
     assert os.path.isfile(tmp_path / "o" / "good_overlay.png")
-    assert report["torch"] is False and report["torch_after_models"] is True, report
+    after = report["torch_after_models"]  # True where torch is installed; where not, the import names it
+    assert report["torch"] is False and (after is True or "torch" in str(after) and after.startswith("Import")), report
     # ~175 MB measured for the whole process (Python, OpenCV, ONNX Runtime, the tiny bundle) with or without the
     # hostile files; decoding just the 8000x8000 one would add 192 MB, the 20000x20000 one 1.2 GB (8.5 GB peak
     # measured for `zsseg segment` on it with --max-pixels 0).
