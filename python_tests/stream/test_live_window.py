@@ -307,6 +307,20 @@ def test_the_loop_s_own_rate_steps_the_window_down_where_it_misses(caplog):
     ]
     check, pipeline, going = run(0.15)  # 6.7 fps: met, the window kept, the check done after one span
     assert pipeline.set == [] and pipeline.window_size == 48 and going[:5] == [True] * 4 + [False]
+    # another segmenter's loop starts the span again: the time between two loops is no frame's (a benchmark's rows)
+    choice = WindowChoice(48, 5.5, 64, 3.0, {64: 3.0, 48: 5.5}, True, 4, "onnxruntime fp32")
+    pipeline, now = _Pipeline(size=64), [0.0]
+    check = LoopCheck(choice, [64, 48, 32], span=4, clock=lambda: now[0])
+    first, second = object(), object()
+    check.tick(pipeline, [0], owner=first)
+    now[0] += 100.0  # (the first loop ends; much later another segmenter of the Engine runs)
+    going = []
+    for _ in range(5):
+        going.append(check.tick(pipeline, [0], owner=second))
+        now[0] += 0.15
+    assert pipeline.set == [] and going == [True] * 4 + [False]  # (without the restart: 0.04 fps, a step down)
+    check, pipeline, going = run(0.15)
+    assert pipeline.set == [] and pipeline.window_size == 48 and going[:5] == [True] * 4 + [False]
     assert check.choice.stepped_from is None and pipeline.loop_check is None
 
 

@@ -227,8 +227,14 @@ def test_the_exact_path_rows_say_the_window_chosen_and_its_trade():
     assert f"its line: `{choice.line}`" in text and exact.cpu_features() in text
     assert "| --live | 320x320 | 8 | 5.200 | 5.100 / 5.200 | 2.74 | 9 | 88.25 |" in text
     assert (
-        "- `--live` (320x320, chosen): 5.20 fps end to end (target >= 5): met; the full window 1.90 fps; labels agree "
+        "- `--live` (320x320, the window it ran): 5.20 fps end to end (target >= 5): met; the full window 1.90 fps; labels agree "
         "88.25 % with the per-frame labels (91.50 % at the full window)"
     ) in text
+    assert "the loop's own rate" not in text
     rows[-1]["fps_end_to_end"] = 4.5
     assert "4.50 fps end to end (target >= 5): **missed**" in exact.render_exact(result, "zegclip (seed 0)")
+    import dataclasses
+
+    result["final"] = dataclasses.replace(choice, size=256, loop_fps=4.2, stepped_from=320)
+    text = exact.render_exact(result, "zegclip (seed 0)")
+    assert "- Then the loop's own rate (`LoopCheck`" in text and "the loop ran 4.2 fps at 320x320" in text

@@ -215,13 +215,15 @@ class LoopCheck:
         self.start: Optional[float] = None
         self.frames = 0
         self.stream: Any = None  # the first stream seen: its frames are counted
+        self.owner: Any = None  # the segmenter whose loop the span times
 
-    def tick(self, pipeline: Any, streams: Sequence[Any]) -> bool:
-        """At a call of the segmenter with frames of ``streams``: False once the check is over (then removed from
-        the pipeline)."""
+    def tick(self, pipeline: Any, streams: Sequence[Any], owner: Any = None) -> bool:
+        """At a call of the segmenter ``owner`` with frames of ``streams``: False once the check is over (then
+        removed from the pipeline). Another segmenter of the Engine (another loop: the time between the two loops is
+        no frame's) starts the span again."""
         now = self.clock()
-        if self.start is None:
-            self.start, self.frames, self.stream = now, 0, streams[0]
+        if self.start is None or owner is not self.owner:
+            self.start, self.frames, self.stream, self.owner = now, 0, streams[0], owner
             return True
         self.frames += list(streams).count(self.stream)
         if self.frames < self.span:

@@ -333,7 +333,7 @@ class VideoSegmenter:
             self._measure_window(self._checked(frames[0]))
         check = getattr(getattr(self.engine, "pipeline", None), "loop_check", None)
         if check is not None and streams and streams[0] != _WARM_UP:  # then the loop's own rate (LoopCheck)
-            check.tick(self.engine.pipeline, streams)
+            check.tick(self.engine.pipeline, streams, owner=self)
         start = time.perf_counter()
         if not self.options.active:
             results = self._engine_call(frames, scores=False)
