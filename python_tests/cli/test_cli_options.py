@@ -1409,6 +1409,7 @@ COVERAGE = {
     "zsseg batch --bundle-digest": (_BATCH, "scale/test_scale_cli.py::test_batch_checks_before_ray"),
     "zsseg batch --address": (_BATCH,),
     "zsseg batch --num-cpus": (_BATCH, "scale/test_scale_cli.py::test_batch_checks_before_ray"),
+    "zsseg batch --objects": ("scale/test_batch_objects.py::test_batch_objects_equal_segments_and_resume",),
     # serve
     "zsseg serve --bundle": (
         _SERVE,
