@@ -126,6 +126,25 @@ def test_only_the_exact_cpu_path_of_the_live_preset_chooses():
     assert live_window_reason(engine(window_size=384), LIVE) == "window_size=384 pinned"
 
 
+class _WarmUpClock:
+    """The injected clock of a real segmenter's warm-up: it reads the clock in pairs, a propagated frame's span
+    (0.01 s) first, then each keyframe's (``times`` at the window running); once ``loop`` is set, each read is the
+    next frame of the loop, ``period`` seconds after the last."""
+
+    def __init__(self, engine, times, period=0.0):
+        self.engine, self.times, self.period = engine, times, period
+        self.calls, self.now, self.loop = itertools.count(), 0.0, False
+
+    def __call__(self):
+        if self.loop:
+            self.now += self.period
+            return self.now
+        index = next(self.calls)
+        if index % 2:
+            self.now += 0.01 if index == 1 else self.times[self.engine.pipeline.window_size]
+        return self.now
+
+
 def _frames(count=6, size=(120, 160)):
     """A still camera: one frame again and again (the flow is confident: keyframes by the interval only)."""
     frame = np.random.default_rng(0).integers(0, 256, size + (3,), dtype=np.uint8)
@@ -143,16 +162,8 @@ def test_live_chooses_the_window_on_the_first_frame(tiny_bundle, monkeypatch, ca
     from zsseg_rt.stream import VideoSegmenter
 
     engine = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device="cpu", preset=LIVE)
-    times = {64: 1.0, 48: 0.5, 32: 0.1}  # seconds a keyframe at each window: 4 / 1.03 fps, 4 / 0.53, (not reached)
-    calls, now = itertools.count(), [0.0]
-
-    def tick():  # the warm-up reads it in pairs: a propagated frame's span (0.01 s), then each keyframe's
-        index = next(calls)
-        if index % 2:
-            now[0] += 0.01 if index == 1 else times[engine.pipeline.window_size]
-        return now[0]
-
-    monkeypatch.setattr(live_window, "CLOCK", tick)
+    # seconds a keyframe at each window: 4 / 1.03 fps, 4 / 0.53, (not reached)
+    monkeypatch.setattr(live_window, "CLOCK", _WarmUpClock(engine, {64: 1.0, 48: 0.5, 32: 0.1}))
     video = VideoSegmenter(engine)
     with caplog.at_level(logging.INFO, logger="zsseg_rt"):
         results = [video(frame) for frame in _frames()]
@@ -245,15 +256,8 @@ def test_without_onnx_live_runs_the_full_window_and_says_so(tiny_bundle, monkeyp
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
     engine = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device="cpu", preset=LIVE)
-    calls, now = itertools.count(), [0.0]
-
-    def tick():  # as above: a propagated frame 0.01 s, each keyframe at the full window 1 s (3.9 fps: missed)
-        index = next(calls)
-        if index % 2:
-            now[0] += 0.01 if index == 1 else 1.0
-        return now[0]
-
-    monkeypatch.setattr(live_window, "CLOCK", tick)
+    # a propagated frame 0.01 s, each keyframe at the full window 1 s (3.9 fps: missed)
+    monkeypatch.setattr(live_window, "CLOCK", _WarmUpClock(engine, {64: 1.0}))
     with caplog.at_level(logging.INFO, logger="zsseg_rt"):
         video = VideoSegmenter(engine)
         results = [video(frame) for frame in _frames(3)]
@@ -334,25 +338,14 @@ def test_a_slow_loop_after_the_warm_up_runs_a_smaller_window(tiny_bundle, monkey
     from zsseg_rt.stream import VideoSegmenter
 
     engine = Engine(tiny_bundle, classes=CLASSES, backend="onnxruntime", device="cpu", preset=LIVE)
-    times = {64: 1.0, 48: 0.5, 32: 0.1}
-    calls, now, loop = itertools.count(), [0.0], [False]
-
-    def tick():
-        if loop[0]:  # the loop's frames: each call of the clock is the next frame's start
-            now[0] += 0.3
-            return now[0]
-        index = next(calls)
-        if index % 2:
-            now[0] += 0.01 if index == 1 else times[engine.pipeline.window_size]
-        return now[0]
-
-    monkeypatch.setattr(live_window, "CLOCK", tick)
+    clock = _WarmUpClock(engine, {64: 1.0, 48: 0.5, 32: 0.1}, period=0.3)
+    monkeypatch.setattr(live_window, "CLOCK", clock)
     video = VideoSegmenter(engine)
     frames = _frames(12)
     sizes = []
     for frame in frames:
         video(frame)
-        loop[0] = True  # (after the first frame's warm-up)
+        clock.loop = True  # (after the first frame's warm-up: each read is the next frame's start)
         sizes.append(engine.pipeline.window_size)
     assert sizes == [48] * 8 + [32] * 4  # (the 9th frame, the span of 8 done, runs at 32)
     choice = video.window_choice
