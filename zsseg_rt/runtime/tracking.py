@@ -86,14 +86,11 @@ def crop_mask(rle: Dict[str, Any], box: Sequence[int]) -> np.ndarray:
     height = int(rle["size"][0])
     x, y, w, h = (int(v) for v in box)
     edges = np.cumsum(np.concatenate(([0], _counts_runs(str(rle["counts"])))))
-    first, last = x * height, (x + w) * height  # the box's columns, column-major
-    starts, stops = edges[1:-1:2], edges[2::2]  # the runs of ones
-    keep = (stops > first) & (starts < last)
-    marks = np.zeros(w * height + 1, dtype=np.int8)
-    marks[np.clip(starts[keep], first, last) - first] += 1
-    np.subtract.at(marks, np.clip(stops[keep], first, last) - first, 1)
-    inside = np.cumsum(marks[:-1], dtype=np.int8).reshape(w, height).T
-    return inside[y : y + h].astype(bool)
+    first = x * height  # the box's columns, column-major: the runs cut to them, then repeated into pixels
+    lengths = np.diff(np.clip(edges, first, (x + w) * height))
+    values = np.zeros(lengths.size, dtype=bool)
+    values[1::2] = True  # the runs alternate, zeros first
+    return np.repeat(values, lengths).reshape(w, height).T[y : y + h]
 
 
 class _Mask:
