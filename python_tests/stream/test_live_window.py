@@ -280,25 +280,27 @@ def test_without_onnx_live_runs_the_full_window_and_says_so(tiny_bundle, monkeyp
 
 def test_the_loop_s_own_rate_steps_the_window_down_where_it_misses(caplog):
     """The warm-up times the segmenter alone; the loop also reads its source and writes its outputs. ``LoopCheck``
-    judges the loop's own rate over spans of frames after the warm-up: below the target it steps the window one
-    candidate down and says so in one line (the choice kept on the pipeline), until met or the smallest runs. Control:
-    a loop that meets the target keeps the window."""
+    judges the loop's own rate over spans of frames after the warm-up: below the target in two spans in a row it steps
+    the window one candidate down and says so in one line (the choice kept on the pipeline), until met or the smallest
+    runs. Controls: a loop that meets the target keeps the window; so does one that pauses once (one span missed)."""
     from zsseg_rt.stream.video_filter.live_window import LoopCheck, WindowChoice
 
-    def run(period, spans=2):
+    def run(period, spans=3, pause_at=None):
         choice = WindowChoice(48, 5.5, 64, 3.0, {64: 3.0, 48: 5.5}, True, 4, "onnxruntime fp32")
         pipeline, now = _Pipeline(size=64), [0.0]
         pipeline.window_size = 48
         check = LoopCheck(choice, [64, 48, 32], span=4, clock=lambda: now[0])
         going = [check.tick(pipeline, [0])]  # the first frame after the warm-up: the span starts
-        for _ in range(4 * spans):
-            now[0] += period
+        for index in range(4 * spans):
+            now[0] += period + (2.0 if index == pause_at else 0.0)
             going.append(check.tick(pipeline, [0, 1]))  # (stream 0's frames are counted)
         return check, pipeline, going
 
     with caplog.at_level(logging.INFO, logger="zsseg_rt"):
         check, pipeline, going = run(0.25)  # 4 fps: one size down, then nothing smaller is left
-    assert pipeline.set == [32] and pipeline.window_size == 32 and going[4] is False and pipeline.loop_check is None
+    # (the first span's miss alone steps nothing: the second one's does)
+    assert pipeline.set == [32] and pipeline.window_size == 32 and going[4] is True and going[8] is False
+    assert pipeline.loop_check is None
     assert pipeline.window_choice is check.choice and (check.choice.size, check.choice.stepped_from) == (32, 48)
     assert check.choice.loop_fps == pytest.approx(4.0) and check.choice.as_dict()["stepped_from"] == 48
     line = (
@@ -311,6 +313,10 @@ def test_the_loop_s_own_rate_steps_the_window_down_where_it_misses(caplog):
     ]
     check, pipeline, going = run(0.15)  # 6.7 fps: met, the window kept, the check done after one span
     assert pipeline.set == [] and pipeline.window_size == 48 and going[:5] == [True] * 4 + [False]
+    # the application pauses 2 s once in the first span (1.5 fps there): the next span meets the rate, nothing steps
+    check, pipeline, going = run(0.15, pause_at=1)
+    assert pipeline.set == [] and pipeline.window_size == 48 and going[:9] == [True] * 8 + [False]
+    assert check.choice.stepped_from is None and pipeline.loop_check is None
     # another segmenter's loop starts the span again: the time between two loops is no frame's (a benchmark's rows)
     choice = WindowChoice(48, 5.5, 64, 3.0, {64: 3.0, 48: 5.5}, True, 4, "onnxruntime fp32")
     pipeline, now = _Pipeline(size=64), [0.0]
@@ -331,7 +337,7 @@ def test_the_loop_s_own_rate_steps_the_window_down_where_it_misses(caplog):
 @needs_onnx
 def test_a_slow_loop_after_the_warm_up_runs_a_smaller_window(tiny_bundle, monkeypatch):
     """Through ``VideoSegmenter``: the warm-up keeps 48 (its expected rate reaches 5 fps), the loop's frames then
-    come 0.3 s apart (3.3 fps: the source and outputs cost what the warm-up did not time), so after a span of 8
+    come 0.3 s apart (3.3 fps: the source and outputs cost what the warm-up did not time), so after two spans of 8
     frames the window is 32; the choice on the pipeline says why, ``trades()`` too."""
     from zsseg_rt import Engine
     from zsseg_rt.options import LIVE
@@ -341,13 +347,13 @@ def test_a_slow_loop_after_the_warm_up_runs_a_smaller_window(tiny_bundle, monkey
     clock = _WarmUpClock(engine, {64: 1.0, 48: 0.5, 32: 0.1}, period=0.3)
     monkeypatch.setattr(live_window, "CLOCK", clock)
     video = VideoSegmenter(engine)
-    frames = _frames(12)
+    frames = _frames(20)
     sizes = []
     for frame in frames:
         video(frame)
         clock.loop = True  # (after the first frame's warm-up: each read is the next frame's start)
         sizes.append(engine.pipeline.window_size)
-    assert sizes == [48] * 8 + [32] * 4  # (the 9th frame, the span of 8 done, runs at 32)
+    assert sizes == [48] * 16 + [32] * 4  # (the 17th frame, two spans of 8 missed, runs at 32)
     choice = video.window_choice
     assert (choice.size, choice.stepped_from, round(choice.loop_fps, 2)) == (32, 48, 3.33)
     assert video.trades()["window_choice"]["size"] == 32 and engine.pipeline.loop_check is None

@@ -23,6 +23,7 @@ __all__ = ["LIVE_FPS_TARGET", "WindowChoice", "choose_window", "expected_fps", "
 
 LIVE_FPS_TARGET = 5.0  # frames a second end to end on 2 cores (--live's target)
 TIMED_CALLS = 2  # keyframe calls timed at each window after the untimed one (the fastest kept: a loaded machine)
+MISSED_SPANS = 2  # LoopCheck: spans in a row below the target that step the window down (one: maybe a pause)
 CLOCK: Callable[[], float] = time.perf_counter  # the warm-up's clock, seconds (tests give their own: no timing)
 log = logging.getLogger("zsseg_rt")
 
@@ -205,9 +206,11 @@ def measure_window(
 class LoopCheck:
     """After the warm-up, the loop's own rate judged: the warm-up times the segmenter alone, the loop also reads its
     source and writes its outputs. Over each span of ``span`` frames of the first stream (from the first frame after
-    the warm-up; everything between two frames counted), a rate below the target steps the window one candidate down
-    (said in one line), until the rate is met or the smallest candidate runs. ``tick`` is called at each call of the
-    segmenter (kept on the pipeline as ``loop_check``, removed from it once nothing is left to check)."""
+    the warm-up; everything between two frames counted), a rate below the target in two spans in a row steps the
+    window one candidate down (said in one line), until the rate is met or the smallest candidate runs: one span that
+    misses is not enough, since an application that pauses once (a breakpoint, a dialog: time between two frames that
+    is not the loop's) would otherwise shrink the window for the rest of the run. ``tick`` is called at each call of
+    the segmenter (kept on the pipeline as ``loop_check``, removed from it once nothing is left to check)."""
 
     def __init__(self, choice: WindowChoice, candidates: Sequence[int], span: int, clock: Callable[[], float]):
         self.choice, self.span, self.clock = choice, max(1, int(span)), clock
@@ -216,6 +219,7 @@ class LoopCheck:
         self.frames = 0
         self.stream: Any = None  # the first stream seen: its frames are counted
         self.owner: Any = None  # the segmenter whose loop the span times
+        self.missed = 0  # spans in a row below the target at this size (MISSED_SPANS of them step it down)
 
     def tick(self, pipeline: Any, streams: Sequence[Any], owner: Any = None) -> bool:
         """At a call of the segmenter ``owner`` with frames of ``streams``: False once the check is over (then
@@ -223,7 +227,7 @@ class LoopCheck:
         no frame's) starts the span again."""
         now = self.clock()
         if self.start is None or owner is not self.owner:
-            self.start, self.frames, self.stream, self.owner = now, 0, streams[0], owner
+            self.start, self.frames, self.stream, self.owner, self.missed = now, 0, streams[0], owner, 0
             return True
         self.frames += list(streams).count(self.stream)
         if self.frames < self.span:
@@ -232,6 +236,11 @@ class LoopCheck:
         if fps >= self.choice.target or not self.smaller:
             pipeline.loop_check = None
             return False
+        self.missed += 1
+        if self.missed < MISSED_SPANS:  # once may be a pause of the application's: the next span decides
+            self.start, self.frames = now, 0
+            return True
+        self.missed = 0
         stepped = self.choice.size
         size = self.smaller.pop(0)
         pipeline.use_window(size)
