@@ -215,7 +215,13 @@ def plan_batch(
 
 class SegmentWorker:
     """The Ray Data actor: one Engine, built once; ``__call__`` segments a batch and writes its label PNGs. Each
-    image is handled on its own: whatever goes wrong with one becomes its ``error`` row, the others go on."""
+    image is handled on its own: whatever goes wrong with one becomes its ``error`` row, the others go on.
+
+    On a device pipeline (a GPU) a batch's images go through the Engine in ONE call (``engine([...])``: the frames
+    of one size through the image encoder together, inside the batched CUDA graphs of
+    ``runtime/device/frame_batches.py``; their labels are single calls'); if that call fails, its images are
+    segmented one by one, so that each failure is its own image's row. On the host each image is its own call (the
+    host path's list call packs windows, no graphs: nothing to gain, and a batch's images would be held at once)."""
 
     def __init__(self, bundle, classes, output_dir, root, done_keys, objects=False, **engine_options: Any):
         """``engine_options``: the Engine's (:func:`zsseg_rt.scale.engine.open_engine`; ``BatchJob.worker_options``);
@@ -224,6 +230,7 @@ class SegmentWorker:
 
         self.objects = bool(objects)
         self.engine, self.max_pixels = open_engine(bundle, classes, **engine_options)
+        self.together = getattr(self.engine.pipeline, "device", None) is not None  # one call a batch (see above)
         self.output_dir, self.root, self.done_keys = output_dir, root, set(done_keys)
         self.host = socket.gethostname()
         # memory from here on is the images' (the peak mark is reset where Linux allows, else the process's peak)
@@ -231,48 +238,97 @@ class SegmentWorker:
         self.loaded_rss = current_rss_bytes() if reset_peak_rss() else None
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        records = [self._one(bytes(data), str(path)) for data, path in zip(batch["bytes"], batch["path"])]
+        items = [(bytes(data), str(path)) for data, path in zip(batch["bytes"], batch["path"])]
+        records = self._together(items) if self.together and len(items) > 1 else [self._one(*item) for item in items]
         return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
 
-    def _one(self, data: bytes, path: str) -> Dict[str, Any]:
-        from zsseg_rt.console.errors import format_error
-
+    def _row(self, path: str) -> Dict[str, Any]:
         key = output_key(path, self.root)
         row: Dict[str, Any] = {"image": path, "key": key, "labels": labels_name(key), "worker": os.getpid()}
         row["host"] = self.host
-        if key in self.done_keys:  # remote inputs are filtered here (local ones before reading)
-            return dict(row, status="skipped")
+        return row
+
+    def _ended(self, row: Dict[str, Any], work: Any, *args: Any) -> Dict[str, Any]:
+        """``row`` with what ``work(*args)`` gives, or its error (one file is the unit of failure), and the memory."""
+        from zsseg_rt.console.errors import format_error
+
         try:
-            row.update(self._segment(data, path, key))
+            row.update(work(*args))
         except Exception as exc:  # noqa: BLE001 - one file is the unit of failure: report it, go on with the rest
             row.update(status="error", error=format_error(exc))
         row.update(worker_loaded_rss_bytes=self.loaded_rss, worker_peak_rss_bytes=peak_rss_bytes(self.loaded_rss))
         return row
 
-    def _segment(self, data: bytes, path: str, key: str) -> Dict[str, Any]:
-        from zsseg_rt.image_io import decode_image_bytes
-        from zsseg_rt.outputs.image_files import write_views
+    def _one(self, data: bytes, path: str) -> Dict[str, Any]:
+        row = self._row(path)
+        if row["key"] in self.done_keys:  # remote inputs are filtered here (local ones before reading)
+            return dict(row, status="skipped")
+        return self._ended(row, self._segment, data, path, row["key"])
 
+    def _together(self, items: List[Tuple[bytes, str]]) -> List[Dict[str, Any]]:
+        """A batch in one Engine call (the device pipeline's batched graphs): each image decoded (its own error
+        row), the decoded ones segmented together, each result written; the call's time shared among its images.
+        A failed call: its images one by one (:meth:`_one`), each with its own outcome."""
+        rows = [self._row(path) for _, path in items]
+        decoded: Dict[int, Tuple[np.ndarray, float]] = {}
+        for index, ((data, path), row) in enumerate(zip(items, rows)):
+            if row["key"] in self.done_keys:
+                rows[index] = dict(row, status="skipped")
+                continue
+            start = time.perf_counter()
+            image: List[np.ndarray] = []
+            rows[index] = self._ended(row, self._decode_into, image, data, path)
+            if image:
+                decoded[index] = (image[0], time.perf_counter() - start)
+        if not decoded:
+            return rows
         start = time.perf_counter()
+        try:
+            results = self.engine([image for image, _ in decoded.values()])
+        except Exception:  # noqa: BLE001 - which image failed is each one's own call's to say
+            for index in decoded:
+                rows[index] = self._one(*items[index])
+            return rows
+        share = (time.perf_counter() - start) / len(decoded)
+        for (index, (_, decode)), result in zip(decoded.items(), results):
+            row = self._row(items[index][1])
+            rows[index] = self._ended(row, self._write, result, row["key"], decode, share)
+        return rows
+
+    def _decode(self, data: bytes, path: str) -> np.ndarray:
+        from zsseg_rt.image_io import decode_image_bytes
+
         partial = self.engine.allow_partial_images  # --allow-partial-images, as the Engine reads files
-        image = decode_image_bytes(data, self.max_pixels, what=f"image {path!r}", allow_partial=partial)
+        return decode_image_bytes(data, self.max_pixels, what=f"image {path!r}", allow_partial=partial)
+
+    def _decode_into(self, into: List[np.ndarray], data: bytes, path: str) -> Dict[str, Any]:
+        into.append(self._decode(data, path))
+        return {}
+
+    def _segment(self, data: bytes, path: str, key: str) -> Dict[str, Any]:
+        start = time.perf_counter()
+        image = self._decode(data, path)
         decoded = time.perf_counter()
         result = self.engine(image)
         del image
-        segmented = time.perf_counter()
+        return self._write(result, key, decoded - start, time.perf_counter() - decoded)
+
+    def _write(self, result: Any, key: str, decode: float, segment: float) -> Dict[str, Any]:
+        """An image's files (its label map, its objects) and its record; ``decode``, ``segment``: its seconds."""
+        from zsseg_rt.outputs.image_files import write_views
+
+        start = time.perf_counter()
         names = result.class_names
         # the labels view as zsseg segment writes it (8-bit when every id fits, the unknown label's too; else 16-bit)
         write_views(result, {"labels": os.path.join(self.output_dir, labels_name(key))}, fsync=False, make_folders=True)
-        done = time.perf_counter()
         found = {}
         if self.objects:  # what zsseg segment --objects --json gives an image (FrameObjects.to_dict())
             from zsseg_rt.io_safety import atomic_write_json
 
             atomic_write_json(os.path.join(self.output_dir, objects_name(key)), result.objects().to_dict(), fsync=False)
             found = {"objects": objects_name(key)}
-            done = time.perf_counter()
-        timing = {"decode": decoded - start, "segment": segmented - decoded, "write": done - segmented}
-        timing["total"] = done - start
+        timing = {"decode": decode, "segment": segment, "write": time.perf_counter() - start}
+        timing["total"] = decode + segment + timing["write"]
         return dict(
             status="ok",
             **image_record(result.labels, names, timing, self.engine.backend.name, self.engine.meta),
