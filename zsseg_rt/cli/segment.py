@@ -44,6 +44,7 @@ from zsseg_rt.options.run_rows import RUN_OPTIONS
 from zsseg_rt.outputs.meaning import CLASS_MAP, LabelMeaning, SegmentRecord
 from zsseg_rt.outputs.owner import FOLDER_LOCK
 from zsseg_rt.outputs.plan import check_free_space
+from zsseg_rt.outputs.views import VIDEO, VIEWS, name_views, view_kinds
 
 __all__ = [
     "add_command",
@@ -57,10 +58,8 @@ __all__ = [
     "RUNS_DIR",
 ]
 
-VIEWS = ("overlay", "mask")  # --visualize (jetson-inference's names); the label ids are --save-labels
 RUNS_DIR = os.path.join("runs", "segment")
 MULTI_FRAME_EXTENSIONS = (".gif", ".webp", ".png", ".apng", ".tif", ".tiff")  # an image that may hold frames
-VIDEO = "video"  # plan_outputs: the files of a video input are NAME_000042_KIND.png, one per frame and kind
 WRITABLE_EXTENSIONS = ".png, .jpg, .bmp, .tif, .webp"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -139,8 +138,7 @@ def plan_outputs(images: Sequence[str], output: Optional[str], views: Sequence[s
     Raises:
         CliError: ``output`` names a file but several images were given.
     """
-    kinds = [view for view in VIEWS if view in views or (view == "mask" and save_labels)]
-    kinds += ["labels"] if save_labels else []
+    kinds = view_kinds(views, save_labels)  # the views output's files (zsseg_rt.outputs.views)
     if output is not None and _is_single_file(output, len(images)):
         if is_video(images[0]):
             raise CliError(
@@ -160,21 +158,7 @@ def plan_outputs(images: Sequence[str], output: Optional[str], views: Sequence[s
             "give a folder for the results (e.g. -o out/)"
         )
     directory = output if output is not None else next_run_directory()
-    inputs = {os.path.realpath(image) for image in images}
-    used: set = set()
-    files: List[Dict[str, str]] = []
-
-    def paths(base: str) -> Dict[str, str]:
-        return {kind: os.path.join(directory, f"{base}_{kind}.png") for kind in kinds}
-
-    for image in images:
-        stem = os.path.splitext(os.path.basename(os.path.normpath(image)))[0]
-        name, number = stem, 2
-        # lower(): distinct on case-insensitive file systems too; never the path of an input image
-        while name.lower() in used or any(os.path.realpath(p) in inputs for p in paths(name).values()):
-            name, number = f"{stem}_{number}", number + 1
-        used.add(name.lower())
-        files.append({VIDEO: name} if is_video(image) else paths(name))  # a video: a file per frame and kind
+    files = name_views(images, directory, kinds, is_video)  # a video: {"video": NAME}, a file per frame and kind
     return {"directory": directory, "class_map": os.path.join(directory, CLASS_MAP), "files": files, "kinds": kinds}
 
 
@@ -238,12 +222,12 @@ def check_outputs(images: Sequence[str], plan: Dict, overwrite: bool, owner=None
 
 
 # ---- the run -----------------------------------------------------------------------------------------------------------
-def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=None, frame=None, done=None, find=None):
+def _segment_one(engine, path: str, files: Dict[str, str], args, sink, frame=None, done=None, find=None):
     """Segment one image (``frame``: ``(index, BGR array)`` of a video's frame instead of the file ``path``) and
-    write its views ``files``; ``before_write()`` runs before the first of them (the class map), ``done(result)``
-    after the last (the speed summary, the COCO masks); ``find(result)``: its objects (--track: tracked)."""
+    write its views ``files`` through the views output's ``sink`` (the class map before the first of them),
+    ``done(result)`` after the last (the speed summary, the COCO masks); ``find(result)``: its objects (--track:
+    tracked)."""
     from zsseg_rt.image_io import first_frame_note, read_image_fitted
-    from zsseg_rt.outputs.image_files import write_views
 
     resized = None
     if frame is not None:
@@ -261,9 +245,7 @@ def _segment_one(engine, path: str, files: Dict[str, str], args, before_write=No
         result.frame_objects = find(result)
     elapsed = time.perf_counter() - start
     result.path = path
-    if before_write is not None:
-        before_write()
-    write_views(result, files, alpha=args.alpha, legend=args.legend, then=done)  # all of them or none
+    sink.write_files(result, files, then=done)  # all of them or none
     summary: Dict = {"image": path, **files, "seconds": round(elapsed, 3), "backend": engine.backend.name}
     if frame is not None:
         summary["frame"] = frame[0]
@@ -421,6 +403,7 @@ def _say_written(kind: str, output: Dict) -> None:
 def _segment_all(args, images: Sequence[str], plan: Dict, outputs=None) -> int:
     """Load the Engine and segment every image (and every frame of a video), writing each one's views."""
     from zsseg_rt.console.speed import SpeedMeter
+    from zsseg_rt.outputs.views import ViewsSink
     from zsseg_rt.runtime import Engine
 
     options = engine_kwargs(args, "segment")  # every Engine flag (zsseg_rt.options)
@@ -435,6 +418,7 @@ def _segment_all(args, images: Sequence[str], plan: Dict, outputs=None) -> int:
     record = SegmentRecord(plan["class_map"], LabelMeaning.of_engine(engine))
     record.check(args.overwrite, lambda: views_left(plan, VIEWS), f"-o {plan['directory']!r}")
     class_map_first = record.write
+    sink = ViewsSink(plan["directory"], plan["kinds"], alpha=args.alpha, legend=args.legend, record=record)
 
     finder = _object_finder(args, engine)
     results = _Results(keep=bool(args.json))  # (O(1) per image without --json)
@@ -452,7 +436,7 @@ def _segment_all(args, images: Sequence[str], plan: Dict, outputs=None) -> int:
                 outputs.add(result, seen)
 
         try:
-            summary = _segment_one(engine, path, files, args, class_map_first, frame, observe, finder(path, frame))
+            summary = _segment_one(engine, path, files, args, sink, frame, observe, finder(path, frame))
         except OutputWriteError as exc:  # the disk, not this image: every later one would fail alike, so stop
             raise _stopped(exc, number, len(images), results.written, summaries, args.json) from None
         except (ValueError, OSError, MemoryError) as exc:  # this image only: report, skip, go on with the others

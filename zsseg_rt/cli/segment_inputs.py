@@ -14,6 +14,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from zsseg_rt.console.errors import CliError
+from zsseg_rt.outputs.views import FRAME_DIGITS, existing_frame_files, frame_files  # the views output's names
 
 __all__ = [
     "FRAME_DIGITS",
@@ -25,8 +26,6 @@ __all__ = [
     "video_frames",
     "views_left",
 ]
-
-FRAME_DIGITS = 6  # clip_000042_overlay.png
 
 
 def is_video(path: str) -> bool:
@@ -65,23 +64,6 @@ def refuse_missing(paths: Sequence[str]) -> None:
     what = "is a symbolic link to nothing" if os.path.islink(first) else "does not exist"
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
     raise CliError(f"{first!r}{more} {what}: give an existing image, folder or video (quote a glob: 'photos/*.jpg')")
-
-
-def frame_files(directory: str, name: str, index: int, kinds: Sequence[str]) -> Dict[str, str]:
-    """The outputs of frame ``index`` of the video whose outputs are named ``name``: one file per kind."""
-    return {kind: os.path.join(directory, f"{name}_{index:0{FRAME_DIGITS}d}_{kind}.png") for kind in kinds}
-
-
-def existing_frame_files(directory: str, name: str, kinds: Sequence[str]) -> List[str]:
-    """The frame outputs of the video named ``name`` that ``directory`` holds already (an earlier run's)."""
-    pattern = re.compile(
-        re.escape(name) + r"_\d{" + str(FRAME_DIGITS) + r",}_(" + "|".join(map(re.escape, kinds)) + r")\.png$"
-    )
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    return sorted(os.path.join(directory, entry) for entry in names if pattern.match(entry))
 
 
 def views_left(plan: Dict, views: Sequence[str]) -> List[str]:

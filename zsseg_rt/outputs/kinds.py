@@ -13,6 +13,7 @@ sink is opened, and what the run's output plan (:mod:`zsseg_rt.outputs.plan`) ho
 | labels | --labels-out | ``labels/`` (a folder) | ``LabelFolderSink`` | a staged folder of label maps |
 | mcap | -o | ``out.mcap`` | ``McapSink`` | a streamed file (``out.partial.mcap``) |
 | foxglove | -o | ``foxglove://HOST:PORT`` | ``FoxgloveSink`` | none (a port, checked when opened) |
+| views | -o | ``views:out/`` (``views:overlay,mask,labels:out/``) | ``ViewsSink`` | files in place (``zsseg segment``'s) |
 | null | -o | ``null`` | ``NullSink`` | none |
 | coco | --save-json | ``masks.json`` | ``CocoSink`` | a file written at the end |
 | tracks | --tracks-out | ``tracks.txt`` | ``TracksSink`` (MOTChallenge text) | a streamed file (``tracks.partial.txt``) |
@@ -84,6 +85,8 @@ class SinkOptions:
     title: str = "zsseg"
     values: Dict[str, Any] = dataclasses.field(default_factory=dict)
     command: str = "camera"  # the command that writes it (a COCO file's description: "zsseg segment label maps")
+    alpha: float = 0.5  # the run's overlay (the views output draws its own)
+    legend: bool = True
 
     def value(self, name: str) -> Any:
         """The value of a kind's option ``name``: the one given, else its row's default.
@@ -260,6 +263,18 @@ def _null(spec: str, options: SinkOptions) -> FrameSink:
     return NullSink()
 
 
+def _views(spec: str, options: SinkOptions) -> FrameSink:
+    from .views import open_views
+
+    return open_views(spec, options)
+
+
+def _views_entry(plan: OutputPlan, option: str, path: str) -> Any:
+    from .views import plan_views
+
+    return plan_views(plan, option, path)
+
+
 def _stream_entry(plan: OutputPlan, option: str, path: str) -> Any:
     return plan.stream(option, path)
 
@@ -360,6 +375,12 @@ OUTPUT_KINDS: Registry[OutputKind] = Registry("output kind", (
         "foxglove", "-o", "foxglove://127.0.0.1:8765 (live)", lambda s: _lower(s).startswith("foxglove://"),
         _foxglove, None, ("foxglove",), "robots", sources=SHARED, options=ROBOT_OPTIONS,
         words="foxglove://HOST:PORT (the same topics served live; HOST 127.0.0.1 unless given)",
+    ),
+    OutputKind(
+        "views", "-o", "views:out/ (zsseg segment's files per image)", lambda s: _lower(s).startswith("views:"),
+        _views, _views_entry, sources=SHARED, wrote=_images_wrote("images' views"),
+        words="views:DIR or views:overlay,mask,labels:DIR (zsseg segment's files: STEM_overlay.png, STEM_mask.png, "
+        "STEM_labels.png per image, NAME_000042_overlay.png per video frame, classes.json)",
     ),
     OutputKind("null", "-o", "null (nothing)", lambda s: _lower(s) == "null", _null, sources=EACH),
     OutputKind(

@@ -497,6 +497,9 @@ class Session:
                 sink.abort()
             raise
         engine, options = self.engine, self.options
+        for sink in [sink for own in sinks for sink in own] + shared:  # a sink that records the model (the views)
+            if callable(getattr(sink, "model_opened", None)):
+                sink.model_opened(engine)
         if engine.weights_banner:
             log.warning("%s: %s (the overlay says so too)", model_name(self.model), engine.weights_banner)
         # a file or folder is not a live camera: nothing is dropped; every_frame: live sources neither

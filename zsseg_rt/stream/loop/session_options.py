@@ -265,6 +265,8 @@ def sink_options(options: Any, fps: float, names: Sequence[str], staged: Any = N
         objects=bool(objects_needed(options)),  # the robot outputs' objects topics
         title=title,
         values=output_values(options),
+        alpha=getattr(options, "alpha", 0.5),  # the views output draws its own overlay (zsseg_rt.outputs.views)
+        legend=getattr(options, "legend", True),
     )
 
 

@@ -1,0 +1,137 @@
+"""The views output (``-o views:DIR``, :mod:`zsseg_rt.outputs.views`): a ``Session`` over a photo folder writes the
+files ``zsseg segment FOLDER -o DIR`` writes (the same names, label maps and class map), through the sink segment
+writes its own with."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from zsseg_rt import cli  # noqa: E402
+from zsseg_rt.outputs.views import parse_views_spec  # noqa: E402
+
+
+def _photos(folder, count=3):
+    os.makedirs(folder)
+    rng = np.random.default_rng(7)
+    for index in range(count):
+        size = (48 + 8 * index, 64)
+        cv2.imwrite(str(folder / f"p{index}.png"), rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+    (folder / "notes.txt").write_text("not an image")
+    return str(folder)
+
+
+def _visible(folder) -> list:
+    return sorted(name for name in os.listdir(folder) if not name.startswith("."))
+
+
+def test_a_session_over_a_photo_folder_writes_what_segment_writes(tmp_path, tiny_bundle, capsys):
+    from zsseg_rt.stream import Session
+
+    photos = _photos(tmp_path / "photos")
+    by_cli, by_session = tmp_path / "cli", tmp_path / "session"
+    argv = ["segment", photos, "--bundle", tiny_bundle, "--classes", "cat,dog", "-o", str(by_cli)]
+    assert cli.main([*argv, "--visualize", "overlay,mask", "--save-labels", "--backend", "onnxruntime"]) == 0
+    capsys.readouterr()
+    session = Session(
+        photos,
+        tiny_bundle,
+        classes="cat,dog",
+        outputs=[f"views:overlay,mask,labels:{by_session}"],
+        engine_options={"backend": "onnxruntime", "mode": "exact"},
+    )
+    assert session.run() == 0
+    expected = [f"p{i}_{kind}.png" for i in range(3) for kind in ("labels", "mask", "overlay")]
+    cli_files = _visible(by_cli)
+    assert [name for name in cli_files if name.endswith(".png")] == sorted(expected)
+    assert _visible(by_session) == cli_files  # the same names, classes.json and its record included
+    with open(by_session / "classes.json") as session_map, open(by_cli / "classes.json") as cli_map:
+        assert json.load(session_map) == json.load(cli_map) == {"0": "cat", "1": "dog"}
+    with open(by_session / ".zsseg-meaning.json") as ours, open(by_cli / ".zsseg-meaning.json") as theirs:
+        assert json.load(ours) == json.load(theirs)  # the whole record: classes, unknown label, bundle
+    for index in range(3):
+        name = f"p{index}_labels.png"
+        ours = cv2.imread(str(by_session / name), cv2.IMREAD_UNCHANGED)
+        theirs = cv2.imread(str(by_cli / name), cv2.IMREAD_UNCHANGED)
+        assert ours.shape == theirs.shape == (48 + 8 * index, 64)
+        np.testing.assert_array_equal(ours, theirs)
+    outputs = session.summary["outputs"]
+    assert [(o["kind"], o["frames"], o["path"]) for o in outputs] == [("views", 3, str(by_session))]
+
+
+def test_a_second_session_into_the_same_folder_is_refused_without_overwrite(tmp_path, tiny_bundle):
+    from zsseg_rt.outputs.plan import OutputRefused
+    from zsseg_rt.stream import Session
+
+    photos, out = _photos(tmp_path / "photos", count=1), tmp_path / "out"
+    options = {"outputs": [f"views:{out}"], "engine_options": {"backend": "onnxruntime", "mode": "exact"}}
+    assert Session(photos, tiny_bundle, classes="cat,dog", **options).run() == 0
+    assert _visible(out) == ["classes.json", "p0_overlay.png"]
+    before = (out / "p0_overlay.png").read_bytes()
+    with pytest.raises(OutputRefused, match="p0_overlay.png.*overwrite=True"):
+        Session(photos, tiny_bundle, classes="cat,dog", **options).run()
+    assert (out / "p0_overlay.png").read_bytes() == before
+    assert Session(photos, tiny_bundle, classes="cat,dog", overwrite=True, **options).run() == 0
+
+
+def test_the_views_spec_names_its_views_and_folder():
+    assert parse_views_spec("views:out/") == (["overlay"], "out/")
+    assert parse_views_spec("views:mask,labels:out") == (["mask", "labels"], "out")
+    assert parse_views_spec("views:overlay,mask:a:b") == (["overlay", "mask"], "a:b")
+    assert parse_views_spec("views:odd:name") == (["overlay"], "odd:name")  # not views: part of the folder
+    with pytest.raises(ValueError, match="names no folder"):
+        parse_views_spec("views:")
+
+
+def test_a_session_over_a_video_names_its_frames_as_segment_does(tmp_path, tiny_bundle, capsys):
+    """A frame without a file is named by its video and number: ``clip_000000_labels.png``, ..., segment's names."""
+    from stream_fakes import write_band_clip
+
+    from zsseg_rt.stream import Session
+
+    clip = write_band_clip(tmp_path / "clip.avi", frames=3, fps=10.0, size=(64, 48))
+    by_cli, by_session = tmp_path / "cli", tmp_path / "session"
+    argv = ["segment", str(clip), "--bundle", tiny_bundle, "--classes", "cat,dog", "-o", str(by_cli)]
+    assert cli.main([*argv, "--visualize", "mask", "--save-labels", "--backend", "onnxruntime"]) == 0
+    capsys.readouterr()
+    engine_options = {"backend": "onnxruntime", "mode": "exact"}
+    spec = f"views:mask,labels:{by_session}"
+    assert Session(str(clip), tiny_bundle, classes="cat,dog", outputs=[spec], engine_options=engine_options).run() == 0
+    expected = [f"clip_{index:06d}_{kind}.png" for index in range(3) for kind in ("labels", "mask")]
+    assert [name for name in _visible(by_cli) if name.endswith(".png")] == expected
+    assert _visible(by_session) == _visible(by_cli)
+    for name in expected:
+        ours = cv2.imread(str(by_session / name), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(ours, cv2.imread(str(by_cli / name), cv2.IMREAD_UNCHANGED))
+
+
+def test_a_session_over_two_folders_writes_them_into_one_as_segment_does(tmp_path, tiny_bundle, capsys):
+    """Every source into the one folder (the row is shared), the same stem of the second folder named ``_2``, as
+    ``zsseg segment first/ second/ -o DIR`` names it."""
+    from zsseg_rt.stream import Session
+
+    first, second = _photos(tmp_path / "first", count=2), _photos(tmp_path / "second", count=1)
+    by_cli, by_session = tmp_path / "cli", tmp_path / "session"
+    argv = ["segment", first, second, "--bundle", tiny_bundle, "--classes", "cat,dog", "-o", str(by_cli)]
+    assert cli.main([*argv, "--save-labels", "--backend", "onnxruntime"]) == 0
+    capsys.readouterr()
+    engine_options = {"backend": "onnxruntime", "mode": "exact"}
+    spec = f"views:overlay,labels:{by_session}"
+    assert (
+        Session([first, second], tiny_bundle, classes="cat,dog", outputs=[spec], engine_options=engine_options).run()
+        == 0
+    )
+    assert [name for name in _visible(by_cli) if name.endswith("_labels.png")] == [
+        "p0_2_labels.png",
+        "p0_labels.png",
+        "p1_labels.png",
+    ]
+    assert _visible(by_session) == _visible(by_cli)
+    for name in ("p0_labels.png", "p0_2_labels.png", "p1_labels.png"):
+        ours = cv2.imread(str(by_session / name), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(ours, cv2.imread(str(by_cli / name), cv2.IMREAD_UNCHANGED))
