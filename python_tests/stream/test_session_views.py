@@ -135,3 +135,40 @@ def test_a_session_over_two_folders_writes_them_into_one_as_segment_does(tmp_pat
     for name in ("p0_labels.png", "p0_2_labels.png", "p1_labels.png"):
         ours = cv2.imread(str(by_session / name), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(ours, cv2.imread(str(by_cli / name), cv2.IMREAD_UNCHANGED))
+
+
+def test_a_session_over_image_files_and_a_glob_writes_what_segment_writes(tmp_path, tiny_bundle, capsys):
+    """Image files in the order given, and a quoted glob, are sources (each frame with its file): the views of
+    ``Session([b, a, "more/*.png"])`` are those of ``zsseg segment b a 'more/*.png'``; an unreadable image is skipped
+    by both (segment says so and exits 1; the Session's source warns and goes on)."""
+    from zsseg_rt.stream import Session
+    from zsseg_rt.stream.sources import parse_source
+
+    photos = _photos(tmp_path / "photos", count=2)
+    more = _photos(tmp_path / "more", count=1)
+    (tmp_path / "more" / "broken.png").write_bytes(b"not a png")
+    given = [os.path.join(photos, "p1.png"), os.path.join(photos, "p0.png"), os.path.join(more, "*.png")]
+    assert [parse_source(text).kind for text in given] == ["images", "images", "images"]
+    by_cli, by_session = tmp_path / "cli", tmp_path / "session"
+    argv = ["segment", *given, "--bundle", tiny_bundle, "--classes", "cat,dog", "-o", str(by_cli), "--save-labels"]
+    assert cli.main([*argv, "--backend", "onnxruntime"]) == 1  # broken.png failed
+    assert "skipped" in capsys.readouterr().err
+    engine_options = {"backend": "onnxruntime", "mode": "exact"}
+    spec = f"views:overlay,labels:{by_session}"
+    session = Session(given, tiny_bundle, classes="cat,dog", outputs=[spec], engine_options=engine_options)
+    session.run()
+    labels = ["p0_2_labels.png", "p0_labels.png", "p1_labels.png"]  # more/p0.png comes after photos/p0.png
+    assert [name for name in _visible(by_cli) if name.endswith("_labels.png")] == labels
+    assert _visible(by_session) == _visible(by_cli)
+    for name in labels:
+        ours = cv2.imread(str(by_session / name), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(ours, cv2.imread(str(by_cli / name), cv2.IMREAD_UNCHANGED))
+    assert sorted(entry["processed"] for entry in session.summary["sources"]) == [1, 1, 1]
+
+
+def test_an_image_glob_that_matches_nothing_is_refused(tmp_path):
+    from zsseg_rt.stream.sources import SourceError, open_source
+
+    source = open_source(str(tmp_path / "*.jpg"))
+    with pytest.raises(SourceError, match="no file matches"):
+        source.open()

@@ -58,7 +58,7 @@ def test_what_no_row_recognises_is_refused_in_one_line(tmp_path):
 
 def test_the_table_names_its_kinds_once_each_and_every_row_can_open():
     names = [row.name for row in sources.SOURCE_KINDS]
-    assert names == ["v4l2", "csi", "network", "gstreamer", "folder", "file"]
+    assert names == ["v4l2", "csi", "network", "gstreamer", "folder", "images", "file"]
     for row in sources.SOURCE_KINDS:
         assert row.build is not None or row.capture is not None, row.name
         assert sources.source_kind(row.name) is row

@@ -37,8 +37,12 @@ PYTHON_WORDS = {
 
 def input_paths(sources: Iterable[Any]) -> List[str]:
     """The files and folders the run reads (a video file's path, an image folder's): no output may be one."""
-    paths = []
+    paths: List[str] = []
     for source in sources:
+        listed = getattr(source, "image_paths", None)  # image files (a glob's): each one an input
+        if listed is not None:
+            paths += [str(path) for path in listed]
+            continue
         spec = getattr(source, "spec", None)
         path = getattr(source, "path", None) or getattr(source, "folder", None)
         path = path or (spec.target if spec is not None and spec.kind == "file" else None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import List, Optional
+from typing import Callable, List, Optional, Type
 
 import numpy as np
 
@@ -33,16 +33,25 @@ class ImageFolderSource(FrameSource):
         self._index = 0
         self.last_path: Optional[str] = None  # the file of the frame read last (COCO's file_name)
 
-    def open(self) -> None:
+    def listing(self) -> List[str]:
+        """The image files it reads, in order (a folder's: in name order).
+
+        Raises:
+            SourceError: the folder does not exist, or holds no images.
+        """
         if not os.path.isdir(self.folder):
             raise SourceError(f"image folder {self.folder!r} does not exist")
-        self._paths = sorted(
+        paths = sorted(
             os.path.join(self.folder, name)
             for name in os.listdir(self.folder)
             if name.lower().endswith(IMAGE_EXTENSIONS)
         )
-        if not self._paths:
+        if not paths:
             raise SourceError(f"image folder {self.folder!r} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        return paths
+
+    def open(self) -> None:
+        self._paths = self.listing()
         self.frame_count = len(self._paths)
         self._index = 0
         self._restart_numbers()
@@ -74,10 +83,13 @@ def _parse(text: str) -> Optional[SourceSpec]:
     return SourceSpec("folder", path, False) if os.path.isdir(path) else None
 
 
-def _build(spec: SourceSpec, options: OpenOptions) -> FrameSource:
-    return ImageFolderSource(
-        spec.target, fps=options.fps, max_pixels=options.max_pixels, allow_partial=options.allow_partial
-    )
+def builder(kind: Type[ImageFolderSource]) -> Callable[[SourceSpec, OpenOptions], FrameSource]:
+    """The ``build`` of a row whose source reads image files (a folder's; ``images.py``'s files and globs)."""
+
+    def build(spec: SourceSpec, options: OpenOptions) -> FrameSource:
+        return kind(spec.target, fps=options.fps, max_pixels=options.max_pixels, allow_partial=options.allow_partial)
+
+    return build
 
 
 ROW = SourceKind(
@@ -85,5 +97,5 @@ ROW = SourceKind(
     example="frames/ (a folder of images)",
     parse=_parse,
     label=lambda spec: os.path.basename(os.path.normpath(spec.target)),
-    build=_build,
+    build=builder(ImageFolderSource),
 )

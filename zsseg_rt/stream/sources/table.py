@@ -11,6 +11,7 @@ order; a new kind is one module (its parser and reader) and one row in ``SOURCE_
 | network | ``rtsp://``, ``http(s)://``, ``udp://``, ... | yes | ``OpenCVSource`` (FFmpeg, open/read timeouts) |
 | gstreamer | a pipeline ending in ``appsink`` | yes | ``OpenCVSource`` (GStreamer) |
 | folder | an existing folder of images (``file://`` allowed) | no | ``ImageFolderSource`` |
+| images | an image file, or a quoted glob of them (``'photos/*.jpg'``) | no | ``ImageFilesSource`` |
 | file | an existing video file (``file://`` allowed) | no | ``PyAVFileSource`` (with PyAV), else ``OpenCVSource`` |
 
 A Python app may also hand in any ``FrameSource`` (``CallableSource`` wraps a generator): ``open_source`` returns it
@@ -26,7 +27,7 @@ from typing import Iterable, List, Optional, Tuple
 
 from zsseg_rt.options.registry import Registry
 
-from . import csi, file, folder, gstreamer, network, v4l2
+from . import csi, file, folder, gstreamer, images, network, v4l2
 from .base import FrameSource, OpenOptions, SourceError, SourceKind, SourceSpec
 from .opencv import OpenCVSource
 
@@ -46,7 +47,7 @@ __all__ = [
 # The table: a Registry (zsseg_rt.options.registry; ``SOURCE_KINDS.adding(row)`` puts a plugin's or a test's kind
 # in for a block: ``first=True`` before the others, whose parsers are tried in order)
 SOURCE_KINDS: Registry[SourceKind] = Registry(
-    "source kind", [v4l2.ROW, csi.ROW, network.ROW, gstreamer.ROW, folder.ROW, file.ROW], error=SourceError
+    "source kind", [v4l2.ROW, csi.ROW, network.ROW, gstreamer.ROW, folder.ROW, images.ROW, file.ROW], error=SourceError
 )
 
 
@@ -68,7 +69,7 @@ def parse_source(spec) -> SourceSpec:
             return dataclasses.replace(parsed, row=row)
     raise SourceError(
         f"source {spec!r} is neither a camera (0, /dev/video0, csi://0), a URL (rtsp://, http://), an existing video "
-        "file nor an existing image folder"
+        "file, an existing image folder nor image files (a photo, a quoted glob: 'photos/*.jpg')"
     )
 
 

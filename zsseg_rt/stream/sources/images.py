@@ -1,0 +1,69 @@
+"""Image files as a source: one photo (``a.jpg``) or a quoted glob (``"photos/*.jpg"``, ``"**/*.png"``: zsseg expands
+it, ``zsseg_rt.input_files.expand_glob``), read in the order given (a glob's matches in name order) as frames, each
+with its file (``Frame.path``: the views output names its files by it). Not live. An image that cannot be read is
+skipped with a warning giving the reason, as an image folder's (:class:`~.folder.ImageFolderSource`)."""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import List, Optional
+
+from .base import IMAGE_EXTENSIONS, SourceError, SourceKind, SourceSpec
+from .folder import ImageFolderSource, builder, strip_file_scheme
+
+
+class ImageFilesSource(ImageFolderSource):
+    """The image files of ``pattern`` (one file, or a glob), in order, as frames (see the module)."""
+
+    def __init__(
+        self, pattern: str, fps: Optional[float] = None, max_pixels: Optional[int] = None, allow_partial: bool = False
+    ):
+        super().__init__(pattern, fps=fps, max_pixels=max_pixels, allow_partial=allow_partial)
+        self.pattern = pattern
+        self.name = f"images:{pattern}"
+
+    def listing(self) -> List[str]:
+        """The files of the pattern: the one image, or the glob's files in name order.
+
+        Raises:
+            SourceError: a glob that matches no file.
+        """
+        from zsseg_rt.input_files import expand_glob
+
+        if os.path.isfile(self.pattern):
+            return [self.pattern]
+        found = [path for path in expand_glob(self.pattern) if os.path.isfile(path)]
+        if not found:
+            raise SourceError(f"no file matches {self.pattern!r}")
+        return found
+
+    @property
+    def image_paths(self) -> List[str]:
+        """The files it reads (the output plan: no output may be one of them; the views output names them)."""
+        return self.listing()
+
+
+def _parse(text: str) -> Optional[SourceSpec]:
+    path = strip_file_scheme(text)
+    if os.path.isfile(path) and path.lower().endswith(IMAGE_EXTENSIONS):
+        return SourceSpec("images", path, False)
+    if not os.path.exists(path) and glob.has_magic(path):
+        return SourceSpec("images", path, False)
+    return None
+
+
+def _label(spec: SourceSpec) -> str:
+    if os.path.isfile(spec.target):
+        return os.path.splitext(os.path.basename(spec.target))[0]
+    folder = os.path.dirname(spec.target.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0])
+    return os.path.basename(os.path.normpath(folder)) if folder else "images"
+
+
+ROW = SourceKind(
+    name="images",
+    example="photo.jpg or 'photos/*.jpg' (image files, a quoted glob)",
+    parse=_parse,
+    label=_label,
+    build=builder(ImageFilesSource),
+)
