@@ -5,6 +5,7 @@ writes its own with."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -172,3 +173,32 @@ def test_an_image_glob_that_matches_nothing_is_refused(tmp_path):
     source = open_source(str(tmp_path / "*.jpg"))
     with pytest.raises(SourceError, match="no file matches"):
         source.open()
+
+
+def test_zsseg_camera_takes_the_views_output_and_says_what_it_wrote(tmp_path, tiny_bundle, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="zsseg_rt.stream")
+    photos, out = _photos(tmp_path / "photos", count=2), tmp_path / "out"
+    argv = ["camera", photos, "--bundle", tiny_bundle, "--classes", "cat,dog", "-o", f"views:{out}"]
+    assert cli.main([*argv, "--backend", "onnxruntime", "--mode", "exact"]) == 0
+    assert f"wrote 2 images' views to {out}" in caplog.messages
+    assert _visible(out) == ["classes.json", "p0_overlay.png", "p1_overlay.png"]
+
+
+def test_a_session_into_a_folder_of_another_vocabulary_is_refused_before_its_first_view(tmp_path, tiny_bundle):
+    """The class map describes every view of the folder: another vocabulary's run there is refused at its first
+    result, nothing of it written (as zsseg segment refuses it: the earlier views would stay beside a class map that
+    no longer says what their label values mean)."""
+    from zsseg_rt.outputs.meaning import MeaningRefused
+    from zsseg_rt.stream import Session
+
+    first, out = _photos(tmp_path / "first", count=1), tmp_path / "out"
+    os.makedirs(tmp_path / "second")
+    os.rename(os.path.join(first, "p0.png"), tmp_path / "second" / "q0.png")
+    cv2.imwrite(os.path.join(first, "p0.png"), np.zeros((48, 64, 3), np.uint8))
+    options = {"outputs": [f"views:{out}"], "engine_options": {"backend": "onnxruntime", "mode": "exact"}}
+    assert Session(first, tiny_bundle, classes="cat,dog", **options).run() == 0
+    with pytest.raises(MeaningRefused, match="p0_overlay.png"):
+        Session(str(tmp_path / "second"), tiny_bundle, classes="cat,bird", **options).run()
+    assert _visible(out) == ["classes.json", "p0_overlay.png"]
+    with open(out / "classes.json") as record:
+        assert json.load(record) == {"0": "cat", "1": "dog"}

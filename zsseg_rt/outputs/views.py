@@ -11,7 +11,10 @@ a name that would overwrite an input. A frame of a video (or of any source whose
 what the label values mean (:class:`zsseg_rt.outputs.meaning.SegmentRecord`), written before the first map.
 
 A spec names the views it writes before the folder: ``views:out/`` (the overlay, segment's default),
-``views:overlay,mask,labels:out/`` (what ``zsseg segment --visualize overlay,mask --save-labels`` writes).
+``views:overlay,mask,labels:out/`` (what ``zsseg segment --visualize overlay,mask --save-labels`` writes). Every
+source of a run goes into the one folder, as ``zsseg segment`` writes every input into one; with ``{source}`` in the
+folder (one per source) each folder's names are still planned over every source's images (a stem another source
+took counts there too).
 """
 
 from __future__ import annotations
