@@ -4,6 +4,7 @@ Engine's and the run's options, the output kinds, the sources, the backends, the
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -107,3 +108,20 @@ def test_the_tables_of_the_package_are_registries():
         families.get_family("zegclp")
     with pytest.raises(KeyError, match=r"unknown Engine option 'precison': did you mean 'precision'\?"):
         ENGINE_OPTIONS["precison"]
+
+
+def test_the_families_found_first_inside_a_kept_block_stay_after_it():
+    """The built-in families register themselves when their packages are first imported (``discover()``, once a
+    process). A test's ``FAMILIES.kept()`` (or ``adding``) that happened to be the first to look them up forgot them
+    at its end, and no import registered them again: every later test of that pytest worker found no family (seen
+    with ``pytest -n 2 python_tests/eval/``). ``kept()`` now discovers them before it takes its copy. A fresh
+    interpreter: discovery happens once a process."""
+    code = (
+        "from zsseg_rt.contract import registry as r\n"
+        "with r.FAMILIES.kept():\n"
+        "    inside = r.families()\n"
+        "print(inside, r.families())\n"
+        "assert len(inside) >= 5 and r.families() == inside\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -65,7 +65,9 @@ def _import_entry(entry: Any) -> None:
 
 # The families by name: a Registry (zsseg_rt.options.registry) filled by the family packages as they are imported
 # (register_family) and by the zsseg_rt.families entry points (discover()); a test's family: FAMILIES.adding(family)
-FAMILIES: Registry[Any] = Registry("model family", error=ValueError, group=ENTRY_POINT_GROUP, load=_import_entry)
+FAMILIES: Registry[Any] = Registry(
+    "model family", error=ValueError, group=ENTRY_POINT_GROUP, load=_import_entry, populate=lambda: discover()
+)
 
 
 def register_family(family: Any, replace: bool = False) -> Any:

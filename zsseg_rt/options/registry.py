@@ -51,6 +51,9 @@ class Registry(typing.Generic[T]):
         error: the exception class ``get`` raises for an unknown name (KeyError; ValueError where callers expect it).
         group: the entry-point group of plugins (None: none).
         load: ``load(entry)`` registers the row(s) an entry point names (default: ``self.register(entry.load())``).
+        populate: registers the built-in rows that are registered by importing their modules (the families'
+            :func:`zsseg_rt.contract.registry.discover`), once: :meth:`kept` calls it before taking its copy, so that
+            a first import inside the block does not register rows the block then forgets (and never registers again).
     """
 
     def __init__(
@@ -61,11 +64,13 @@ class Registry(typing.Generic[T]):
         error: Callable[[str], Exception] = KeyError,
         group: Optional[str] = None,
         load: Optional[Callable[[Any], Any]] = None,
+        populate: Optional[Callable[[], None]] = None,
     ):
         self.what = what
         self.error = error
         self.group = group
         self._load = load
+        self._populate = populate
         self._rows: Dict[str, T] = {}
         self._loaded: Set[str] = set()  # entry points loaded (a family's entry point may be named otherwise)
         for row in rows:
@@ -100,6 +105,8 @@ class Registry(typing.Generic[T]):
     def kept(self) -> Iterator["Registry[T]"]:
         """The table as it is now again after the block, whatever was registered in it (a test of a registering
         function: ``register_backend``, ``register_family``)."""
+        if self._populate is not None:
+            self._populate()  # the rows registered by importing their modules: in the copy, not only in the block
         before, loaded = dict(self._rows), set(self._loaded)
         try:
             yield self
