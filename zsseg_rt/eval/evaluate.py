@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -64,6 +64,7 @@ def checkpoint_kind(path: Union[str, Path]) -> str:
 
 
 GENERALIZED_ZERO_SHOT = "generalized_zero_shot"  # this module's protocol: mIoU(seen), mIoU(unseen), hIoU
+EVAL_BATCH = 8  # a bundle on a GPU: images a call (the largest of the device pipeline's batched graphs)
 
 
 def evaluation_protocol(obj) -> str:
@@ -116,6 +117,9 @@ class HookedSegmenter:
         self.text = text
         self.predict = predict
         self.last_timing: Optional[Dict[str, float]] = None  # the last call's stages (a bundle's Result.timing)
+        self.last_timings: List[Optional[Dict[str, float]]] = []  # those of the last many() call's images
+        device = getattr(getattr(obj, "pipeline", None), "device", None) if kind == "bundle" else None
+        self.batch = EVAL_BATCH if device is not None else 1  # images a call (segment_dataset: many())
         if kind == "bundle":
             if text is not None:
                 obj.set_text_embeddings(self.class_names, text)
@@ -150,6 +154,15 @@ class HookedSegmenter:
             seen_classes=self.seen_classes,
         )
         return labels
+
+    def many(self, rgbs: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Bundles: the images in ONE Engine call (on a GPU, the device pipeline's batched graphs: the frames of one
+        size through the image encoder together), each one's labels those of :meth:`__call__`."""
+        if self.kind != "bundle":
+            return [self(rgb) for rgb in rgbs]
+        results = self.obj(list(rgbs), color_order="rgb")
+        self.last_timings = [result.timing for result in results]
+        return [result.labels for result in results]
 
 
 class Segmenter(HookedSegmenter):
@@ -537,9 +550,28 @@ def segment_dataset(
     n = len(ds) if limit is None else min(len(ds), int(limit))
     done = 0
     speed = SpeedMeter()  # ms per image per stage: the Engine's stages (a bundle), else the call ("predict")
+    batch = int(getattr(segment, "batch", 1) or 1)  # a bundle on a GPU: images a call (HookedSegmenter.many)
+    pending: List[Tuple[np.ndarray, np.ndarray]] = []
+
+    def segment_pending() -> int:
+        start = time.perf_counter()
+        every = segment.many([rgb for rgb, _ in pending])  # type: ignore[attr-defined]
+        elapsed = 1000.0 * (time.perf_counter() - start) / len(pending)  # (each image's share of the call)
+        timings = list(getattr(segment, "last_timings", None) or []) or [None] * len(pending)
+        for (rgb, gt), labels, timing in zip(pending, every, timings):
+            speed.add(timing or {"predict": elapsed}, rgb.shape[:2])
+            cm.update(labels, gt)
+        count = len(pending)
+        pending.clear()
+        return count
+
     for i in tqdm(range(n), desc=desc, disable=not progress, dynamic_ncols=True):
         sample = ds.load_safe(i)
         if sample is None:
+            continue
+        if batch > 1:  # several images a call: segmented when the batch is full (and the rest at the end)
+            pending.append(sample)
+            done += segment_pending() if len(pending) == batch else 0
             continue
         rgb, gt = sample
         if hasattr(segment, "last_timing"):
@@ -550,6 +582,7 @@ def segment_dataset(
         speed.add(getattr(segment, "last_timing", None) or {"predict": elapsed}, rgb.shape[:2])
         cm.update(labels, gt)
         done += 1
+    done += segment_pending() if pending else 0
     out = summarize(cm, class_names, unseen)
     out.update({"images": done, "skipped": len(ds.skipped), "skipped_files": list(ds.skipped.values())[:20]})
     out["speed"] = speed.as_dict()  # the backend and precision: evaluate() adds what ran
