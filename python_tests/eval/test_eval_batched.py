@@ -37,7 +37,9 @@ def test_a_batched_eval_gives_the_numbers_of_one_call_an_image(tiny_bundle):
     rng = np.random.default_rng(0)  # distinct embeddings: the random model predicts several classes
     text = rng.standard_normal((len(ds.class_names), engine.meta.embed_dim)).astype(np.float32)
     segmenter = HookedSegmenter("bundle", engine, ds.class_names, text / np.linalg.norm(text, axis=1)[:, None], "slide")
-    assert segmenter.batch == 1 and EVAL_BATCH == 8  # the host: one call an image
+    from zsseg_rt.runtime.device.frame_batches import BATCH_SIZES
+
+    assert segmenter.batch == 1 and EVAL_BATCH == BATCH_SIZES[-1]  # the host: one call an image; a GPU: its largest
     single = segment_dataset(segmenter, ds, ds.class_names, progress=False)
     assert engine.calls == [1, 1, 1, 1]
     engine.calls.clear()
@@ -51,3 +53,25 @@ def test_a_batched_eval_gives_the_numbers_of_one_call_an_image(tiny_bundle):
     assert batched["speed"]["images"] == 4 and list(batched["speed"]["ms_per_image"]) == list(
         single["speed"]["ms_per_image"]
     )  # the Engine's stages of each image, as one call an image gives them
+
+
+def test_a_batched_segmenter_that_gives_fewer_maps_than_images_is_an_error_not_a_short_score():
+    from zsseg_rt.eval.evaluate import segment_dataset
+
+    class Dataset:
+        name, skipped = "toy", {}
+
+        def __len__(self):
+            return 3
+
+        def load_safe(self, index):
+            return np.zeros((4, 6, 3), np.uint8), np.zeros((4, 6), np.int64)
+
+    class Short:
+        batch = 3
+
+        def many(self, rgbs):
+            return [np.zeros(rgb.shape[:2], np.int64) for rgb in rgbs[1:]]
+
+    with pytest.raises(ValueError, match=r"^a batched segmenter gave 2 label maps for 3 images$"):
+        segment_dataset(Short(), Dataset(), ["a", "b"], progress=False)

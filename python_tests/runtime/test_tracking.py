@@ -183,3 +183,24 @@ def test_control_max_missed_zero_breaks_the_dropout(judged):
     tracking, made = judged
     result = tracking.judge(made["dropout"], ObjectTracker(max_missed=0))
     assert result["switches"] == 1 and result["idf1"] < tracking.IDF1_LINE
+
+
+def test_crop_mask_of_hand_made_objects_pads_short_runs_and_refuses_bad_ones_in_one_line():
+    """Objects made by hand (``ObjectTracker.update`` is public): an RLE whose runs end before the mask does is its
+    mask with zeros after them, as ``decode_rle`` reads it; a box outside the mask, a negative run or more pixels
+    than the mask are refused in one line (not a NumPy reshape error)."""
+    from zsseg_rt.runtime.coco import encode_rle
+
+    mask = np.zeros((4, 5), np.uint8)
+    mask[1:3, 1:4] = 1
+    short = {"size": [5, 5], "counts": encode_rle(mask)["counts"]}  # 20 pixels' runs for a 25-pixel mask
+    assert np.array_equal(crop_mask(short, (0, 0, 5, 5)), decode_rle(short).astype(bool))
+    assert np.array_equal(crop_mask(short, (1, 1, 3, 2)), decode_rle(short)[1:3, 1:4].astype(bool))
+    empty = {"size": [3, 4], "counts": ""}
+    assert not crop_mask(empty, (1, 1, 2, 2)).any() and crop_mask(empty, (1, 1, 2, 2)).shape == (2, 2)
+    whole = encode_rle(mask)
+    for box in [(3, 0, 3, 2), (-1, 0, 2, 2), (0, 3, 2, 2)]:
+        with pytest.raises(ValueError, match=r"^an object's box \(x, y, w, h\) = .* is not inside its 4x5 mask$"):
+            crop_mask(whole, box)
+    with pytest.raises(ValueError, match=r"^an RLE of 25 pixels for a 4x4 mask$"):
+        crop_mask({"size": [4, 4], "counts": encode_rle(np.zeros((5, 5), np.uint8))["counts"]}, (0, 0, 1, 1))

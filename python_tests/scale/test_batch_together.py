@@ -8,6 +8,7 @@ on a GPU only (``checks/gpu_probe.py`` P7); here its records and files are."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -61,7 +62,7 @@ def _worker(engine, out, root, together, done=(), **counting):
     worker = SegmentWorker.__new__(SegmentWorker)  # (the module's Engine: see `opened`)
     worker.objects, worker.engine, worker.max_pixels = True, _Counting(engine, **counting), None
     worker.together, worker.output_dir, worker.root, worker.done_keys = together, str(out), root, set(done)
-    worker.host, worker.loaded_rss = "here", None
+    worker.host, worker.loaded_rss, worker.batch_failed = "here", None, 0
     return worker
 
 
@@ -92,13 +93,20 @@ def test_a_batch_in_one_call_gives_every_image_the_single_calls_record_and_files
     assert sorted(os.listdir(tmp_path / "together")) == sorted(os.listdir(tmp_path / "single"))
 
 
-def test_a_failed_batched_call_is_redone_image_by_image(opened, tmp_path):
+def test_a_failed_batched_call_is_redone_image_by_image_and_said(opened, tmp_path, caplog):
+    """Not silently: each redone row says why (``batched_call_failed``), and the worker's log once."""
     photos = [str(path) for path in sample_images()[:2]]
     root = os.path.dirname(photos[0])
     batch, _ = _batch(photos)
     worker = _worker(opened, tmp_path / "out", root, together=True, fail_lists=True)
-    rows = _records(worker, batch)
-    assert [row["status"] for row in rows] == ["ok", "ok"] and worker.engine.calls == [2, 1, 1]
+    with caplog.at_level(logging.WARNING, logger="zsseg_rt.scale"):
+        rows = _records(worker, batch)
+        again = _records(worker, batch)
+    assert [row["status"] for row in rows + again] == ["ok"] * 4 and worker.engine.calls == [2, 1, 1] * 2
+    said = "CUDA error: an illegal memory access was encountered"
+    assert [row["batched_call_failed"] for row in rows] == [said, said] and worker.batch_failed == 2
+    warnings = [record.getMessage() for record in caplog.records if record.name == "zsseg_rt.scale"]
+    assert warnings == [f"a batched call of 2 images failed ({said}): its images redone one by one"]
     for photo, row in zip(photos, rows):
         assert row["labels"] == labels_name(output_key(photo, root))
         assert (tmp_path / "out" / row["labels"]).is_file()

@@ -64,7 +64,7 @@ def checkpoint_kind(path: Union[str, Path]) -> str:
 
 
 GENERALIZED_ZERO_SHOT = "generalized_zero_shot"  # this module's protocol: mIoU(seen), mIoU(unseen), hIoU
-EVAL_BATCH = 8  # a bundle on a GPU: images a call (the largest of the device pipeline's batched graphs)
+EVAL_BATCH = 8  # a bundle on a GPU: images a call (the largest of the device pipeline's batched graphs: a test checks)
 
 
 def evaluation_protocol(obj) -> str:
@@ -554,11 +554,16 @@ def segment_dataset(
     pending: List[Tuple[np.ndarray, np.ndarray]] = []
 
     def segment_pending() -> int:
+        if hasattr(segment, "last_timings"):
+            segment.last_timings = []  # type: ignore[attr-defined]
         start = time.perf_counter()
-        every = segment.many([rgb for rgb, _ in pending])  # type: ignore[attr-defined]
+        every = list(segment.many([rgb for rgb, _ in pending]))  # type: ignore[attr-defined]
         elapsed = 1000.0 * (time.perf_counter() - start) / len(pending)  # (each image's share of the call)
-        timings = list(getattr(segment, "last_timings", None) or []) or [None] * len(pending)
-        for (rgb, gt), labels, timing in zip(pending, every, timings):
+        if len(every) != len(pending):  # (never scored short: each image is counted in the metrics or it is an error)
+            raise ValueError(f"a batched segmenter gave {len(every)} label maps for {len(pending)} images")
+        timings = list(getattr(segment, "last_timings", None) or [])
+        timings = timings if len(timings) == len(pending) else [None] * len(pending)
+        for (rgb, gt), labels, timing in zip(pending, every, timings, strict=True):
             speed.add(timing or {"predict": elapsed}, rgb.shape[:2])
             cm.update(labels, gt)
         count = len(pending)

@@ -82,14 +82,27 @@ def _counts_runs(counts: str) -> np.ndarray:
 
 def crop_mask(rle: Dict[str, Any], box: Sequence[int]) -> np.ndarray:
     """The ``[h, w]`` bool mask of a COCO RLE (``{"size": [H, W], "counts": str}``) in its box ``(x, y, w, h)``: what
-    ``decode_rle(rle)[y:y+h, x:x+w]`` gives, read from the runs of the box's columns only."""
-    height = int(rle["size"][0])
+    ``decode_rle(rle)[y:y+h, x:x+w]`` gives, read from the runs of the box's columns only (runs that end before the
+    mask does leave zeros, as ``decode_rle``).
+
+    Raises:
+        ValueError: the box is not inside the mask, or the RLE has a negative run or more pixels than the mask.
+    """
+    height, width = (int(side) for side in rle["size"])
     x, y, w, h = (int(v) for v in box)
-    edges = np.cumsum(np.concatenate(([0], _counts_runs(str(rle["counts"])))))
+    if min(x, y, w, h) < 0 or x + w > width or y + h > height:
+        raise ValueError(f"an object's box (x, y, w, h) = {(x, y, w, h)} is not inside its {height}x{width} mask")
+    runs = _counts_runs(str(rle["counts"]))
+    if runs.size and int(runs.min()) < 0:
+        raise ValueError(f"an object's RLE has a negative run ({int(runs.min())})")
+    edges = np.cumsum(np.concatenate(([0], runs, [0])))
+    if edges[-1] > height * width:
+        raise ValueError(f"an RLE of {int(edges[-1])} pixels for a {height}x{width} mask")
+    edges[-1] = height * width  # the pixels after the last run: zeros (a last run of the rest)
     first = x * height  # the box's columns, column-major: the runs cut to them, then repeated into pixels
     lengths = np.diff(np.clip(edges, first, (x + w) * height))
     values = np.zeros(lengths.size, dtype=bool)
-    values[1::2] = True  # the runs alternate, zeros first
+    values[1 : runs.size : 2] = True  # the runs alternate, zeros first (the rest: zeros)
     return np.repeat(values, lengths).reshape(w, height).T[y : y + h]
 
 
@@ -182,6 +195,7 @@ class ObjectTracker:
 
         Raises:
             TypeError: an item is not a ``RegionObject``.
+            ValueError: an object's box is not inside its mask, or its RLE is malformed (:func:`crop_mask`).
         """
         if isinstance(objects, Result):  # (it was "'Result' object is not iterable")
             objects = objects.objects()

@@ -48,6 +48,7 @@ images, whose label maps stay where the rows' ``labels`` say, except where one l
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -65,6 +66,8 @@ from .batch_manifest import MANIFEST, keep_one_row_per_key, labels_name, objects
 from .batch_manifest import done_keys as _done_keys
 from .batch_manifest import strip_scheme as _strip_scheme
 from .records import image_record, label_png_bytes
+
+LOG = logging.getLogger("zsseg_rt.scale")
 
 __all__ = [
     "BatchPlan",
@@ -231,6 +234,7 @@ class SegmentWorker:
         self.objects = bool(objects)
         self.engine, self.max_pixels = open_engine(bundle, classes, **engine_options)
         self.together = getattr(self.engine.pipeline, "device", None) is not None  # one call a batch (see above)
+        self.batch_failed = 0  # batched calls that failed (their images redone one by one)
         self.output_dir, self.root, self.done_keys = output_dir, root, set(done_keys)
         self.host = socket.gethostname()
         # memory from here on is the images' (the peak mark is reset where Linux allows, else the process's peak)
@@ -285,9 +289,15 @@ class SegmentWorker:
         start = time.perf_counter()
         try:
             results = self.engine([image for image, _ in decoded.values()])
-        except Exception:  # noqa: BLE001 - which image failed is each one's own call's to say
+        except Exception as exc:  # noqa: BLE001 - which image failed is each one's own call's to say
+            from zsseg_rt.console.errors import format_error
+
+            said = format_error(exc)  # said: in each redone row, and once a worker in its log
+            if not self.batch_failed:
+                LOG.warning("a batched call of %d images failed (%s): its images redone one by one", len(decoded), said)
+            self.batch_failed += 1
             for index in decoded:
-                rows[index] = self._one(*items[index])
+                rows[index] = dict(self._one(*items[index]), batched_call_failed=said)
             return rows
         share = (time.perf_counter() - start) / len(decoded)
         for (index, (_, decode)), result in zip(decoded.items(), results):
