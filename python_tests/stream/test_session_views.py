@@ -157,7 +157,7 @@ def test_a_session_over_image_files_and_a_glob_writes_what_segment_writes(tmp_pa
     engine_options = {"backend": "onnxruntime", "mode": "exact"}
     spec = f"views:overlay,labels:{by_session}"
     session = Session(given, tiny_bundle, classes="cat,dog", outputs=[spec], engine_options=engine_options)
-    session.run()
+    assert session.run() == 0  # segment exits 1; the Session's sources warn and go on (docs/usage.md says so)
     labels = ["p0_2_labels.png", "p0_labels.png", "p1_labels.png"]  # more/p0.png comes after photos/p0.png
     assert [name for name in _visible(by_cli) if name.endswith("_labels.png")] == labels
     assert _visible(by_session) == _visible(by_cli)
@@ -165,6 +165,7 @@ def test_a_session_over_image_files_and_a_glob_writes_what_segment_writes(tmp_pa
         ours = cv2.imread(str(by_session / name), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(ours, cv2.imread(str(by_cli / name), cv2.IMREAD_UNCHANGED))
     assert sorted(entry["processed"] for entry in session.summary["sources"]) == [1, 1, 1]
+    assert sum(entry.get("decode_errors", 0) for entry in session.summary["sources"]) == 1  # broken.png
 
 
 def test_an_image_glob_that_matches_nothing_is_refused(tmp_path):
@@ -202,3 +203,139 @@ def test_a_session_into_a_folder_of_another_vocabulary_is_refused_before_its_fir
     assert _visible(out) == ["classes.json", "p0_overlay.png"]
     with open(out / "classes.json") as record:
         assert json.load(record) == {"0": "cat", "1": "dog"}
+
+
+_EXACT = {"backend": "onnxruntime", "mode": "exact"}
+
+
+def test_a_named_videos_earlier_frames_are_refused_without_overwrite(tmp_path, tiny_bundle):
+    """An earlier run's frames of a source whose name is not its file's stem (``front=clip.avi``) are refused without
+    overwrite=True, as an image's files are; the video file's frames are named as segment names them
+    (``clip_000000``), whatever the source is called."""
+    from stream_fakes import write_band_clip
+
+    from zsseg_rt.outputs.plan import OutputRefused
+    from zsseg_rt.stream import Session
+
+    clip = write_band_clip(tmp_path / "clip.avi", frames=2, fps=10.0, size=(64, 48))
+    out = tmp_path / "out"
+    options = {"outputs": [f"views:{out}"], "engine_options": _EXACT}
+    assert Session([f"front={clip}"], tiny_bundle, classes="cat,dog", **options).run() == 0
+    assert _visible(out) == ["classes.json", "clip_000000_overlay.png", "clip_000001_overlay.png"]
+    before = (out / "clip_000000_overlay.png").read_bytes()
+    with pytest.raises(OutputRefused, match="clip_000000_overlay.png.*overwrite=True"):
+        Session([f"front={clip}"], tiny_bundle, classes="cat,dog", **options).run()
+    assert (out / "clip_000000_overlay.png").read_bytes() == before
+
+
+def test_a_streams_earlier_frames_are_refused_without_overwrite(tmp_path):
+    """A stream's frames (an HTTP or RTSP stream, a camera: no file) are named by the source's name, and the plan
+    refuses the ones an earlier run left, without overwrite=True (the plan of a Session's run, checked before any
+    source opens)."""
+    from zsseg_rt.outputs.camera_outputs import CameraOutputs
+    from zsseg_rt.outputs.plan import OutputRefused
+    from zsseg_rt.stream.sources import open_source
+
+    out = tmp_path / "out"
+    os.makedirs(out)
+    (out / "front_000007_overlay.png").write_bytes(b"an earlier run's")
+    stream = open_source("http://127.0.0.1:9/clip.avi")  # not opened: the plan comes first
+    given = ([f"views:{out}"], [], None)
+    with pytest.raises(OutputRefused, match="front_000007_overlay.png.*overwrite=True"):
+        CameraOutputs.plan_for(*given, False, [stream], python=True, names=["front"])
+    outputs = CameraOutputs.plan_for(*given, True, [stream], python=True, names=["front"])
+    try:
+        assert outputs.staged(f"views:{out}").frames == {"front": "front"}
+    finally:
+        outputs.plan.release()
+
+
+def test_a_folder_and_a_video_of_the_same_name_are_named_as_segment_names_them(tmp_path, tiny_bundle, capsys):
+    """``clip/`` and ``clip.avi``: the Session's sources are named clip and clip_2, but the video's frames are named
+    as segment names them (``clip_000000_overlay.png``)."""
+    from stream_fakes import write_band_clip
+
+    from zsseg_rt.stream import Session
+
+    folder = _photos(tmp_path / "clip", count=1)
+    clip = write_band_clip(tmp_path / "clip.avi", frames=2, fps=10.0, size=(64, 48))
+    by_cli, by_session = tmp_path / "cli", tmp_path / "session"
+    argv = ["segment", folder, clip, "--bundle", tiny_bundle, "--classes", "cat,dog", "-o", str(by_cli)]
+    assert cli.main([*argv, "--backend", "onnxruntime"]) == 0
+    capsys.readouterr()
+    options = {"outputs": [f"views:{by_session}"], "engine_options": _EXACT}
+    assert Session([folder, clip], tiny_bundle, classes="cat,dog", **options).run() == 0
+    expected = ["clip_000000_overlay.png", "clip_000001_overlay.png", "p0_overlay.png"]
+    assert [name for name in _visible(by_cli) if name.endswith(".png")] == expected
+    assert _visible(by_session) == _visible(by_cli)
+
+
+def test_an_animated_png_gives_every_frame(tmp_path, tiny_bundle):
+    """An animated PNG is read by the file row, frame by frame (4 views), not as one photo."""
+    from PIL import Image
+
+    from zsseg_rt.stream import Session
+    from zsseg_rt.stream.sources import parse_source
+
+    rng = np.random.default_rng(3)
+    frames = [Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)) for _ in range(4)]
+    path = str(tmp_path / "anim.png")
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert parse_source(path).kind == "file"
+    out = tmp_path / "out"
+    session = Session(path, tiny_bundle, classes="cat,dog", outputs=[f"views:{out}"], engine_options=_EXACT)
+    assert session.run() == 0
+    assert _visible(out) == [*(f"anim_{index:06d}_overlay.png" for index in range(4)), "classes.json"]
+
+
+def test_a_glob_reads_only_its_images_and_names_the_video_it_left_out(tmp_path, tiny_bundle, caplog):
+    """A glob matching a video and an image: the image's views, one warning naming the video left out, and an old
+    ``clip_*`` file of that video does not block a run that never writes it."""
+    from stream_fakes import write_band_clip
+
+    from zsseg_rt.stream import Session
+
+    folder = _photos(tmp_path / "mixed", count=1)
+    clip = write_band_clip(tmp_path / "mixed" / "clip.avi", frames=2, fps=10.0, size=(64, 48))
+    out = tmp_path / "out"
+    os.makedirs(out)
+    (out / "clip_000000_overlay.png").write_bytes(b"an earlier run's")
+    caplog.set_level(logging.WARNING)
+    glob = os.path.join(folder, "*")
+    session = Session(glob, tiny_bundle, classes="cat,dog", outputs=[f"views:{out}"], engine_options=_EXACT)
+    assert session.run() == 0
+    assert _visible(out) == ["classes.json", "clip_000000_overlay.png", "p0_overlay.png"]
+    assert (out / "clip_000000_overlay.png").read_bytes() == b"an earlier run's"
+    left = [message for message in caplog.messages if "left out" in message]
+    assert len(left) == 1 and clip in left[0] and "notes.txt" in left[0]
+
+
+def test_the_same_image_given_twice_is_written_twice_as_segment_writes_it(tmp_path, tiny_bundle, capsys):
+    from zsseg_rt.stream import Session
+
+    photos = _photos(tmp_path / "photos", count=1)
+    image = os.path.join(photos, "p0.png")
+    by_cli, by_session = tmp_path / "cli", tmp_path / "session"
+    argv = ["segment", image, os.path.join(photos, "*.png"), "--bundle", tiny_bundle, "--classes", "cat,dog"]
+    assert cli.main([*argv, "-o", str(by_cli), "--backend", "onnxruntime"]) == 0
+    capsys.readouterr()
+    given = [image, os.path.join(photos, "*.png")]
+    session = Session(given, tiny_bundle, classes="cat,dog", outputs=[f"views:{by_session}"], engine_options=_EXACT)
+    assert session.run() == 0
+    assert _visible(by_cli) == ["classes.json", "p0_2_overlay.png", "p0_overlay.png"]
+    assert _visible(by_session) == _visible(by_cli)
+    assert session.summary["outputs"][0]["frames"] == 2
+
+
+def test_a_looped_photo_is_written_into_its_same_files_each_lap(tmp_path, tiny_bundle):
+    """loop=True over image files: each lap writes an image's views into the same files (docs/usage.md says so)."""
+    from zsseg_rt.stream import Session
+
+    photos = _photos(tmp_path / "photos", count=1)
+    out = tmp_path / "out"
+    given = [os.path.join(photos, "p0.png")]
+    options = {"outputs": [f"views:{out}"], "engine_options": _EXACT, "loop": True, "max_frames": 3}
+    session = Session(given, tiny_bundle, classes="cat,dog", **options)
+    assert session.run() == 0
+    assert _visible(out) == ["classes.json", "p0_overlay.png"]
+    assert session.summary["outputs"][0]["frames"] == 3

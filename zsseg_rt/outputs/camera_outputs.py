@@ -72,17 +72,19 @@ class CameraOutputs:
         coco_json: Optional[str] = None,
         tracks: Sequence[str] = (),
         python: bool = False,
+        names: Sequence[str] = (),
     ) -> "CameraOutputs":
         """Every file output of the run, checked (see ``OutputPlan.check``): ``specs``, the ``-o`` of every source
         (placeholders expanded); ``label_folders``, the ``--labels-out`` of every source; ``coco_json``, the COCO
         masks (``--save-json``); ``tracks``, the ``--tracks-out`` of every source (``staged(path)``: its entry).
         ``python``: the refusals in a Python caller's words (``outputs``, ``labels_out``, ``overwrite=True``: a
-        ``Session``'s), the command line's in their ``cli``.
+        ``Session``'s), the command line's in their ``cli``. ``names``: the name of each source of ``inputs`` (the
+        views output names a stream's frames by it).
 
         Raises:
             OutputRefused: one line naming the path and what to do; nothing was written.
         """
-        given = (specs, label_folders, stats_json, overwrite, inputs, coco_json, tracks)
+        given = (specs, label_folders, stats_json, overwrite, inputs, coco_json, tracks, names)
         if not python:
             return cls._checked(*given)
         try:
@@ -95,9 +97,12 @@ class CameraOutputs:
             raise
 
     @classmethod
-    def _checked(cls, specs, label_folders, stats_json, overwrite, inputs, coco_json, tracks, words=None):
+    def _checked(cls, specs, label_folders, stats_json, overwrite, inputs, coco_json, tracks, names, words=None):
+        from .views import source_reads
+
         word = (lambda option: words.get(option, option)) if words else (lambda option: option)
-        outputs = cls(OutputPlan(overwrite, PYTHON_FLAG if words else CLI_FLAG, inputs=input_paths(inputs)))
+        flag, reads = PYTHON_FLAG if words else CLI_FLAG, source_reads(inputs, names) if names else []
+        outputs = cls(OutputPlan(overwrite, flag, inputs=input_paths(inputs), sources=reads))
         for spec in specs:
             text = str(spec).strip()
             kind = output_kind(text)

@@ -201,12 +201,15 @@ class OutputPlan:
         overwrite: whether existing outputs and an interrupted run's leftovers may be replaced.
         flag: how the user says so, for the messages: ``--overwrite`` (the CLI) or ``overwrite=True`` (Python).
         inputs: the run's input files and folders (an output may not be one of them).
+        sources: what each source of the run reads, in order, for outputs that name files per source (the views:
+            :func:`zsseg_rt.outputs.views.source_reads`); empty: only ``inputs`` are known.
     """
 
-    def __init__(self, overwrite: bool, flag: str = CLI_FLAG, inputs: Iterable[str] = ()):
+    def __init__(self, overwrite: bool, flag: str = CLI_FLAG, inputs: Iterable[str] = (), sources: Sequence[Any] = ()):
         self.overwrite = bool(overwrite)
         self.flag = flag
         self.inputs = [str(path) for path in inputs if path]
+        self.sources = list(sources)
         self.entries: List[_Entry] = []
         self._leftovers: List[str] = []
         self.owners: List[OwnerLock] = []  # rule 5: this run's claim on each output, from check() to its end

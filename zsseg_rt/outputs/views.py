@@ -6,8 +6,11 @@ segment -o DIR`` names its folder itself) with its in-place entry in the output 
 Each image gets ``STEM_overlay.png`` (labels blended on the photo), ``STEM_mask.png`` (colour labels) and
 ``STEM_labels.png`` (the label ids: 8-bit up to 256 classes, else 16-bit), those its views ask for; the first image
 with a given stem gets ``STEM``, later ones ``STEM_2``, ``STEM_3``... (also on case-insensitive file systems), never
-a name that would overwrite an input. A frame of a video (or of any source whose frames have no file) gets
-``NAME_000042_KIND.png``, ``NAME`` its video's name and ``000042`` its frame number. ``classes.json`` beside them says
+a name that would overwrite an input (an image read twice, a file and a glob over it, is written twice: ``STEM``
+then ``STEM_2``). A frame of a video (or of any source whose frames have no file) gets ``NAME_000042_KIND.png``,
+``000042`` its frame number and ``NAME`` its video file's name by that rule (whatever the source is called:
+``front=clip.avi`` too), a stream's or a camera's the source's name; an earlier run's frames of those names are
+refused without overwrite, as an image's files are. ``classes.json`` beside them says
 what the label values mean (:class:`zsseg_rt.outputs.meaning.SegmentRecord`), written before the first map.
 
 A spec names the views it writes before the folder: ``views:out/`` (the overlay, segment's default),
@@ -43,6 +46,7 @@ __all__ = [
     "name_views",
     "parse_views_spec",
     "plan_views",
+    "source_reads",
     "view_kinds",
 ]
 
@@ -144,33 +148,86 @@ def _images_of(inputs: Sequence[str]) -> List[str]:
     return found
 
 
+IMAGES, STREAM = "images", "stream"  # source_reads: a source of image files, of frames without a file
+
+
+def source_reads(sources: Sequence[Any], names: Sequence[str]) -> List[Tuple[str, str, List[str]]]:
+    """What each source reads, as the views name it: ``(its name, "images", its image files in the order it reads
+    them)`` (a folder's, a glob's: the listing the source reads), ``(name, "video", [its file])`` (a file the video
+    reader reads, frame by frame) or ``(name, "stream", [])`` (a camera, a URL: frames without a file)."""
+    reads: List[Tuple[str, str, List[str]]] = []
+    for source, name in zip(sources, names):
+        listed = getattr(source, "image_paths", None)  # image files (a glob's)
+        if listed is None and getattr(source, "folder", None) is not None and hasattr(source, "listing"):
+            try:
+                listed = source.listing()
+            except (OSError, RuntimeError):  # no folder, no images: the source says so when it opens
+                listed = []
+        if listed is not None:
+            reads.append((str(name), IMAGES, [str(path) for path in listed]))
+            continue
+        spec = getattr(source, "spec", None)
+        path = getattr(source, "path", None) or (spec.target if spec is not None and spec.kind == "file" else None)
+        reads.append((str(name), VIDEO, [str(path)]) if path else (str(name), STREAM, []))
+    return reads
+
+
 @dataclasses.dataclass
 class ViewFiles:
     """The views output's entry of a run's plan: its folder, the kinds per image, the files of each input image named
-    before the run (``names``: an image's real path -> its files), and the plan's in-place entry that checks them
-    (``entry``: :class:`~zsseg_rt.outputs.plan.InPlaceFiles`; an earlier run's frames of a video input of the same
-    name counted as ``found``)."""
+    before the run (``names``: an image's real path -> the files of each time it is read, in order), the name of
+    each source's frames without a file (``frames``: a source's name -> ``NAME`` of ``NAME_000042_KIND.png``: a
+    video file's as segment names it, else the source's), and the plan's in-place entry that checks them
+    (``entry``: :class:`~zsseg_rt.outputs.plan.InPlaceFiles`; an earlier run's frames of the same names counted as
+    ``found``)."""
 
     directory: str
     kinds: List[str]
-    names: Dict[str, Dict[str, str]]
+    names: Dict[str, List[Dict[str, str]]]
     overwrite: bool
     entry: Any = None
+    frames: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def _base(files: Dict[str, str], kinds: Sequence[str]) -> str:
+    """The name planned for an input: a video's, or an image's (``STEM_2`` of ``STEM_2_overlay.png``)."""
+    if VIDEO in files:
+        return files[VIDEO]
+    return os.path.basename(files[kinds[0]])[: -len(f"_{kinds[0]}.png")]
 
 
 def plan_views(plan: Any, option: str, spec: str) -> ViewFiles:
     """The views row's plan entry (``plan``: an :class:`~zsseg_rt.outputs.plan.OutputPlan`): the files of every image
-    the run's inputs (``plan.inputs``: files and folders) hold, declared in place in ``spec``'s folder."""
+    the run's sources read (``plan.sources``: :func:`source_reads`; without them ``plan.inputs``, files and folders)
+    and the frame names of every other source, declared in place in ``spec``'s folder (an existing one refused
+    without overwrite)."""
     kinds, directory = parse_views_spec(spec)
-    images = _images_of(plan.inputs)
-    planned = name_views(images, directory, kinds, _is_video)
-    names = {os.path.realpath(image): files for image, files in zip(images, planned) if VIDEO not in files}
-    videos = [files[VIDEO] for files in planned if VIDEO in files]
-    found = [path for name in videos for path in existing_frame_files(directory, name, kinds)]
-    targets = [path for files in names.values() for path in files.values()]
+    reads = plan.sources or [(path, VIDEO if _is_video(path) else IMAGES, [path]) for path in _images_of(plan.inputs)]
+    inputs = [(path, kind) for _, kind, paths in reads for path in paths]
+    videos = {path for path, kind in inputs if kind == VIDEO}
+    planned = name_views([path for path, _ in inputs], directory, kinds, videos.__contains__)
+    names: Dict[str, List[Dict[str, str]]] = {}
+    frames: Dict[str, str] = {}
+    for (path, _), files in zip(inputs, planned):
+        if VIDEO not in files:
+            names.setdefault(os.path.realpath(path), []).append(files)
+    used = {_base(files, kinds).lower() for files in planned}
+    position = 0
+    for name, kind, paths in reads:
+        if kind == VIDEO:
+            frames[name] = planned[position][VIDEO]  # the name segment gives the video file
+        elif kind == STREAM:
+            base, number = name, 2
+            while base.lower() in used:
+                base, number = f"{name}_{number}", number + 1
+            used.add(base.lower())
+            frames[name] = base
+        position += len(paths)
+    found = sorted({path for base in frames.values() for path in existing_frame_files(directory, base, kinds)})
+    targets = [path for each in names.values() for files in each for path in files.values()]
     record = SegmentRecord.files(os.path.join(directory, CLASS_MAP))
     entry = plan.in_place(option, directory, targets, found=found, others=record, instead="choose another folder")
-    return ViewFiles(directory, list(kinds), names, bool(plan.overwrite), entry)
+    return ViewFiles(directory, list(kinds), names, bool(plan.overwrite), entry, frames)
 
 
 class ViewsSink(FrameSink):
@@ -185,10 +242,14 @@ class ViewsSink(FrameSink):
         directory: the output folder (made by the plan's checks or by the first write).
         kinds: the files per image (:func:`view_kinds`).
         alpha, legend: the overlay's.
-        files: the real path of an image -> its files (:class:`ViewFiles`' ``names``); an image not in it gets its
-            stem (then ``_2``...).
+        files: the real path of an image -> the files of each time it is read, in order (:class:`ViewFiles`'
+            ``names``: an image given twice is written twice, ``STEM`` then ``STEM_2``; read again, as a loop's next
+            lap reads it, it is written into the same files again); an image not in it gets its stem (then ``_2``...).
         sources: the names of the sources it takes (one folder for every source, as ``zsseg segment`` writes every
-            input into one): a frame without a file is named by its source's (``NAME_000042_overlay.png``).
+            input into one): a frame without a file is named by its source's frame name (``frames``), else by the
+            source's name (``NAME_000042_overlay.png``).
+        frames: a source's name -> the name of its frames (:class:`ViewFiles`' ``frames``: a video file's as
+            segment names it).
         record: the class map's record; None: ``DIR/classes.json`` with each result's meaning, checked before the
             first write (``overwrite``: a record of another meaning may be replaced).
     """
@@ -200,21 +261,24 @@ class ViewsSink(FrameSink):
         *,
         alpha: float = 0.5,
         legend: bool = True,
-        files: Optional[Dict[str, Dict[str, str]]] = None,
+        files: Optional[Dict[str, List[Dict[str, str]]]] = None,
         sources: Sequence[str] = ("camera",),
         record: Optional[SegmentRecord] = None,
         overwrite: bool = False,
+        frames: Optional[Dict[str, str]] = None,
     ):
         self.directory, self.kinds = directory, list(kinds)
         self.alpha, self.legend = float(alpha), bool(legend)
-        self.files = dict(files or {})
+        self.files = {path: list(each) for path, each in (files or {}).items()}
         self.sources = list(sources) or ["camera"]
+        self.frame_names = dict(frames or {})
+        self._reads: Dict[str, int] = {}  # an image's real path -> how many times it was written
         self.record = record
         self.overwrite = overwrite
         self.name = f"views:{directory}"
         self.frames = 0
         self.bundle_digest: Optional[str] = None  # the model's (model_opened): in the folder's whole record
-        self._taken = {path.lower() for files in self.files.values() for path in files.values()}
+        self._taken = {path.lower() for each in self.files.values() for files in each for path in files.values()}
 
     def write(self, frame: np.ndarray) -> None:
         raise TypeError("the views take results (write_result), not overlay images")
@@ -225,10 +289,14 @@ class ViewsSink(FrameSink):
         if path is None:
             stream = int(getattr(frame, "stream", 0) or 0)
             source = self.sources[stream] if stream < len(self.sources) else self.sources[0]
-            return frame_files(self.directory, source, int(frame.index), self.kinds)
-        planned = self.files.get(os.path.realpath(path))
-        if planned is not None:
-            return planned
+            name = self.frame_names.get(source, source)
+            return frame_files(self.directory, name, int(frame.index), self.kinds)
+        real = os.path.realpath(path)
+        planned = self.files.get(real)
+        if planned:
+            done = self._reads.get(real, 0)
+            self._reads[real] = done + 1
+            return planned[done % len(planned)]  # the next time it is given, then (a loop's lap) the first again
         stem = os.path.splitext(os.path.basename(path))[0]
         name, number = stem, 2
 
@@ -239,7 +307,8 @@ class ViewsSink(FrameSink):
             name, number = f"{stem}_{number}", number + 1
         files = named(name)
         self._taken.update(candidate.lower() for candidate in files.values())
-        self.files[os.path.realpath(path)] = files
+        self.files[real] = [files]
+        self._reads[real] = 1
         return files
 
     def model_opened(self, engine: Any) -> None:
@@ -269,9 +338,9 @@ class ViewsSink(FrameSink):
     def _left(self) -> List[str]:
         """The view files the folder holds that this run does not write over (they would stay beside a class map
         that no longer says what their label values mean)."""
-        mine = {os.path.basename(path) for files in self.files.values() for path in files.values()}
+        mine = {os.path.basename(path) for each in self.files.values() for files in each for path in files.values()}
         pattern = re.compile(r"^.+_(" + "|".join(KINDS) + r")\.png$")
-        sources = "|".join(map(re.escape, self.sources))
+        sources = "|".join(map(re.escape, [self.frame_names.get(source, source) for source in self.sources]))
         frames = re.compile(r"^(" + sources + r")_\d{" + str(FRAME_DIGITS) + r",}_(" + "|".join(KINDS) + r")\.png$")
         try:
             names = sorted(os.listdir(self.directory))
@@ -296,4 +365,5 @@ def open_views(spec: str, options: Any) -> ViewsSink:
         files=staged.names if isinstance(staged, ViewFiles) else None,
         sources=list(options.sources),
         overwrite=staged.overwrite if isinstance(staged, ViewFiles) else options.replace,
+        frames=staged.frames if isinstance(staged, ViewFiles) else None,
     )

@@ -471,7 +471,8 @@ class Session:
         sources = [item.source for item in self.inputs]
         tracks = output_names(options.tracks_out, names, "tracks_out") if options.tracks_out else []  # per source
         declared = (every, label_folders, options.stats_json, options.overwrite, sources, coco, tracks)
-        plan = CameraOutputs.plan_for(*declared, python=not flag_words())  # the flags' words inside in_flag_words()
+        # the flags' words inside in_flag_words(); each source's name: the views name its frames by it
+        plan = CameraOutputs.plan_for(*declared, python=not flag_words(), names=names)
         return plan, label_folders
 
     def _start(self, classes: Any, max_pixels: int, outputs: Any, label_folders: Sequence[str]) -> Any:

@@ -1,16 +1,22 @@
 """Image files as a source: one photo (``a.jpg``) or a quoted glob (``"photos/*.jpg"``, ``"**/*.png"``: zsseg expands
 it, ``zsseg_rt.input_files.expand_glob``), read in the order given (a glob's matches in name order) as frames, each
 with its file (``Frame.path``: the views output names its files by it). Not live. An image that cannot be read is
-skipped with a warning giving the reason, as an image folder's (:class:`~.folder.ImageFolderSource`)."""
+skipped with a warning giving the reason, as an image folder's (:class:`~.folder.ImageFolderSource`). A glob reads
+only image files: the others it matches (a video) are left out, named in one warning (a video is a source of its
+own: ``zsseg camera clip.avi``). A file of several frames (an animated PNG) is no row of this table's images: the
+file row reads every frame of it."""
 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from typing import List, Optional
 
 from .base import IMAGE_EXTENSIONS, SourceError, SourceKind, SourceSpec
 from .folder import ImageFolderSource, builder, strip_file_scheme
+
+log = logging.getLogger(__name__)
 
 
 class ImageFilesSource(ImageFolderSource):
@@ -22,12 +28,14 @@ class ImageFilesSource(ImageFolderSource):
         super().__init__(pattern, fps=fps, max_pixels=max_pixels, allow_partial=allow_partial)
         self.pattern = pattern
         self.name = f"images:{pattern}"
+        self._said_left_out = False  # the warning naming the files a glob matches that are no images: once
 
     def listing(self) -> List[str]:
-        """The files of the pattern: the one image, or the glob's files in name order.
+        """The files of the pattern: the one image, or the glob's image files in name order (the others it matches
+        left out, named in one warning).
 
         Raises:
-            SourceError: a glob that matches no file.
+            SourceError: a glob that matches no file, or no image file.
         """
         from zsseg_rt.input_files import expand_glob
 
@@ -36,7 +44,21 @@ class ImageFilesSource(ImageFolderSource):
         found = [path for path in expand_glob(self.pattern) if os.path.isfile(path)]
         if not found:
             raise SourceError(f"no file matches {self.pattern!r}")
-        return found
+        images = [path for path in found if path.lower().endswith(IMAGE_EXTENSIONS)]
+        others = [path for path in found if path not in images]
+        if not images:
+            said = ", ".join(others)
+            raise SourceError(
+                f"no image file matches {self.pattern!r}, only {said}: give a video as a source of its own"
+            )
+        if others and not self._said_left_out:
+            self._said_left_out = True
+            log.warning(
+                "%r: left out %s (not image files; a video is a source of its own: give it as one)",
+                self.pattern,
+                ", ".join(others),
+            )
+        return images
 
     @property
     def image_paths(self) -> List[str]:
@@ -47,6 +69,10 @@ class ImageFilesSource(ImageFolderSource):
 def _parse(text: str) -> Optional[SourceSpec]:
     path = strip_file_scheme(text)
     if os.path.isfile(path) and path.lower().endswith(IMAGE_EXTENSIONS):
+        from zsseg_rt.image_io import frame_count
+
+        if frame_count(path) > 1:  # an animated PNG, a multi-page TIFF: the file row reads every frame
+            return None
         return SourceSpec("images", path, False)
     if not os.path.exists(path) and glob.has_magic(path):
         return SourceSpec("images", path, False)
