@@ -271,7 +271,8 @@ def test_a_folder_and_a_video_of_the_same_name_are_named_as_segment_names_them(t
 
 
 def test_an_animated_png_gives_every_frame(tmp_path, tiny_bundle):
-    """An animated PNG is read by the file row, frame by frame (4 views), not as one photo."""
+    """An animated PNG is read by the file row, frame by frame (4 views), not as one photo (an animated WebP, which
+    the file row would read no frame of, stays one)."""
     from PIL import Image
 
     from zsseg_rt.stream import Session
@@ -282,6 +283,9 @@ def test_an_animated_png_gives_every_frame(tmp_path, tiny_bundle):
     path = str(tmp_path / "anim.png")
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
     assert parse_source(path).kind == "file"
+    webp = str(tmp_path / "anim.webp")  # OpenCV's video reader reads no frame of it: it stays a photo, its first frame
+    frames[0].save(webp, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert parse_source(webp).kind == "images"
     out = tmp_path / "out"
     session = Session(path, tiny_bundle, classes="cat,dog", outputs=[f"views:{out}"], engine_options=_EXACT)
     assert session.run() == 0

@@ -3,8 +3,8 @@ it, ``zsseg_rt.input_files.expand_glob``), read in the order given (a glob's mat
 with its file (``Frame.path``: the views output names its files by it). Not live. An image that cannot be read is
 skipped with a warning giving the reason, as an image folder's (:class:`~.folder.ImageFolderSource`). A glob reads
 only image files: the others it matches (a video) are left out, named in one warning (a video is a source of its
-own: ``zsseg camera clip.avi``). A file of several frames (an animated PNG) is no row of this table's images: the
-file row reads every frame of it."""
+own: ``zsseg camera clip.avi``). An animated PNG given on its own is no row of this table's images: the file row
+reads every frame of it."""
 
 from __future__ import annotations
 
@@ -71,7 +71,9 @@ def _parse(text: str) -> Optional[SourceSpec]:
     if os.path.isfile(path) and path.lower().endswith(IMAGE_EXTENSIONS):
         from zsseg_rt.image_io import frame_count
 
-        if frame_count(path) > 1:  # an animated PNG, a multi-page TIFF: the file row reads every frame
+        # an animated PNG: the file row (OpenCV's video reader) reads every frame; it reads no frame of an animated
+        # WebP and one of a multi-page TIFF, which stay here (their first frame, with their file)
+        if path.lower().endswith(".png") and frame_count(path) > 1:
             return None
         return SourceSpec("images", path, False)
     if not os.path.exists(path) and glob.has_magic(path):
