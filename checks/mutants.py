@@ -127,7 +127,7 @@ MUTANTS: Tuple[Mutant, ...] = (
            ("python_tests/test_audit_0707000.py::test_a_switched_backend_keeps_the_max_batch",)),
     Mutant("output-not-claimed", "zsseg_rt/outputs/plan.py", "        self.claim(say)\n", "",
            ("python_tests/test_output_owner.py",)),
-    Mutant("class-map-after-the-maps", "zsseg_rt/cli/segment.py", "        before_write()\n", "        pass\n",
+    Mutant("class-map-after-the-maps", "zsseg_rt/outputs/views.py", "        self.record.write()\n", "        pass\n",
            ("python_tests/cli/test_cli_segment_inputs.py::test_a_stopped_run_keeps_the_class_map_of_its_label_maps",)),
     Mutant("glob-follows-loops", "zsseg_rt/input_files.py", "if key is None or key in seen:", "if key is None:",
            ("python_tests/cli/test_cli_segment_inputs.py::test_a_glob_without_a_loop_matches_as_glob_does",
