@@ -56,16 +56,9 @@ def test_a_batched_eval_gives_the_numbers_of_one_call_an_image(tiny_bundle):
 
 
 def test_a_batched_segmenter_that_gives_fewer_maps_than_images_is_an_error_not_a_short_score():
+    from test_eval_speed import ToyDataset
+
     from zsseg_rt.eval.evaluate import segment_dataset
-
-    class Dataset:
-        name, skipped = "toy", {}
-
-        def __len__(self):
-            return 3
-
-        def load_safe(self, index):
-            return np.zeros((4, 6, 3), np.uint8), np.zeros((4, 6), np.int64)
 
     class Short:
         batch = 3
@@ -74,4 +67,4 @@ def test_a_batched_segmenter_that_gives_fewer_maps_than_images_is_an_error_not_a
             return [np.zeros(rgb.shape[:2], np.int64) for rgb in rgbs[1:]]
 
     with pytest.raises(ValueError, match=r"^a batched segmenter gave 2 label maps for 3 images$"):
-        segment_dataset(Short(), Dataset(), ["a", "b"], progress=False)
+        segment_dataset(Short(), ToyDataset(), ["a", "b"], progress=False)

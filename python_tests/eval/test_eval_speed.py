@@ -34,18 +34,21 @@ def test_eval_of_a_bundle_ends_with_the_engines_stages_and_what_ran(tiny_bundle,
     assert captured.err.strip().splitlines()[-1].startswith("Speed: ")
 
 
+class ToyDataset:
+    """Three black 6x4 images of class 0 (``segment_dataset``'s dataset protocol; test_eval_batched.py's too)."""
+
+    name, skipped = "toy", {}
+
+    def __len__(self):
+        return 3
+
+    def load_safe(self, index):
+        return np.zeros((4, 6, 3), np.uint8), np.zeros((4, 6), np.int64)
+
+
 def test_a_segmenter_without_stages_is_timed_as_one_predict_stage():
     """A PyTorch checkpoint's segmenter (its family's predict) gives no stages: the call is timed whole."""
 
-    class Dataset:
-        name, skipped = "toy", {}
-
-        def __len__(self):
-            return 3
-
-        def load_safe(self, index):
-            return np.zeros((4, 6, 3), np.uint8), np.zeros((4, 6), np.int64)
-
-    out = segment_dataset(lambda rgb: np.zeros(rgb.shape[:2], np.int64), Dataset(), ["a", "b"], progress=False)
+    out = segment_dataset(lambda rgb: np.zeros(rgb.shape[:2], np.int64), ToyDataset(), ["a", "b"], progress=False)
     assert out["speed"]["images"] == 3 and list(out["speed"]["ms_per_image"]) == ["predict", "total"]
     assert out["speed"]["size"] == "6x4"
