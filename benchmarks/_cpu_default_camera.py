@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ._video_clips import CLIPS, DATA
 from .common import PHOTO
-from .video import CLIPS, DATA
 
 OLD_CAMERA = "c783dbf default: zsseg camera --backend onnxruntime"
 NEW_CAMERA = "zsseg camera (backend auto, records cached, --prepare none)"

@@ -40,7 +40,7 @@ def run_exact(bundle: str, args: Any) -> Dict[str, Any]:
     from zsseg_rt.stream import VideoSegmenter
     from zsseg_rt.stream.loop.live import live_options
 
-    from .video import CLASSES, ClipMotion, clip_frames, measure, run_mode
+    from ._video_clips import CLASSES, ClipMotion, clip_frames, measure, run_mode
 
     names = [name.strip() for name in args.clips.split(",") if name.strip()]
     begin, load_before = time.perf_counter(), os.getloadavg()[0]
@@ -97,8 +97,8 @@ def run_exact(bundle: str, args: Any) -> Dict[str, Any]:
 
 
 def render_exact(result: Dict[str, Any], bundle_text: str) -> str:
+    from ._video_clips import LIVE_FPS_TARGET
     from .common import machine_description
-    from .video import LIVE_FPS_TARGET
 
     choice, size = result["choice"], result["size"]
     measured = ", ".join(f"{window}: {fps:.2f} fps" for window, fps in choice.measured.items())

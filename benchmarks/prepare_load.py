@@ -122,7 +122,7 @@ def measure(source: Path, frames: List[Any], threads: int, settle: float) -> dic
     """One row: the app's frames before, while and after a background preparation of a fresh copy of the bundle."""
     from zsseg_rt import Engine
 
-    from .video import CLASSES
+    from ._video_clips import CLASSES
 
     work = Path(tempfile.mkdtemp(prefix="zsseg-prepare-load-"))
     bundle = work / "bundle"

@@ -265,7 +265,7 @@ def cost_row(frames: int = 60, classes: int = 25, objects: int = 20, size=(576, 
 def clip_masks(frames: int, scores: Path, env: Path) -> Tuple[np.ndarray, str]:
     """vtest.avi's first ``frames`` frames' person probabilities from MediaPipe (``benchmarks video_proxy``'s
     environment and dump step; made once into ``scores``), and MediaPipe's version."""
-    from .video import CLIPS, DATA
+    from ._video_clips import CLIPS, DATA
 
     target = scores / "vtest.npz"
     stamp = scores / "made_by.json"

@@ -52,7 +52,7 @@ FLICKER_TARGET, AGREEMENT_TARGET = 1 / 3, 95.0
 
 def clips() -> Dict[str, Tuple[str, int, int]]:
     """Each clip of ``benchmarks video``: its file, first frame, frame count."""
-    from .video import CLIPS, DATA
+    from ._video_clips import CLIPS, DATA
 
     return {name: (str(DATA / file), start, FRAMES) for name, (file, start) in CLIPS.items()}
 
@@ -143,7 +143,7 @@ def measure(name: str, path: Path) -> Tuple[List[str], List[str]]:
 
     from zsseg_rt.stream.video_filter import video_metrics as vm
 
-    from .video import ClipMotion
+    from ._video_clips import ClipMotion
 
     data = np.load(path)
     frames, person = list(data["frames"]), data["person"]

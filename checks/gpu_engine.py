@@ -65,12 +65,9 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from checks._gpu_bundles import FULL_CONFIG, PHOTO, REPO, TINY_CONFIG, _export, export_full, sample_images  # noqa: F401
 from checks._postprocess_logits import LINES
 
-REPO = Path(__file__).resolve().parent.parent
-PHOTO = "2011_000006.jpg"
-FULL_CONFIG = "zegclip_vitb16_voc_inductive"
-TINY_CONFIG = "zegclip_tiny_test"
 # post-processing at C=171 <= these shares of the fp16 image encoder, per kind of logits (issue 86 item 2; until then
 # 3 % on the Engine's own logits, a degenerate case)
 POST_LINES = LINES
@@ -83,47 +80,6 @@ STREAM_LABELS = 0.999  # the stream's labels against the synchronous call's (lan
 WARMUP = 3  # timed frames before the measured ones: eager + capture + first-replay check, then 2 replays
 NOT_CHECKED_RC = 4  # no target failed, but one was not measured (tools/gpu_check.sh records it as not passed)
 STAGES = ("upload", "preprocess", "image_encoder", "head", "postprocess", "download")
-
-
-def sample_images():
-    """The VOC sample photos shipped with the package (zsseg_rt/assets/samples)."""
-    roots = [REPO / "zsseg_rt" / "assets" / "samples"]
-    found = sorted(p for root in roots if root.is_dir() for p in root.rglob("*.jpg"))
-    if not found:
-        sys.exit(f"gpu_engine_check: no sample photos under {roots[0]}")
-    return found
-
-
-def _export(config: str, out_dir: Path, max_classes: int, scale_weights: bool) -> str:
-    """The bundle of ``config`` (random weights, seed 0) with its native checkpoint under ``out_dir``: exported
-    now, or the one an earlier run left there (an export is complete once its meta.json exists: it is renamed into
-    place last)."""
-    bundle, native = out_dir / f"{config}_bundle", out_dir / f"{config}_native"
-    if (bundle / "meta.json").is_file() and native.is_dir():
-        return str(bundle)
-    import torch
-
-    from zsseg_rt.contract.common.convert import save_native
-    from zsseg_rt.export.onnx_export import export_bundle
-    from zsseg_rt.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model(config).eval()
-    if scale_weights:  # spread the logits over several units so that several classes win (not one label)
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if "decode_head" in name or "head" in name.split(".")[0]:
-                    param.mul_(3.0)
-    saved = save_native(model, str(native), overwrite=True)
-    return export_bundle(model, str(bundle), max_classes=max_classes, source=str(saved), verify_images=())
-
-
-def export_full(work: Path) -> Dict[str, Any]:
-    """The full-size bundle in ``work`` (exported, or reused): ``{"bundle", "seconds", "reused"}``."""
-    reused = (work / f"{FULL_CONFIG}_bundle" / "meta.json").is_file()
-    start = time.perf_counter()
-    bundle = _export(FULL_CONFIG, work, 256, scale_weights=False)
-    return {"bundle": bundle, "seconds": round(time.perf_counter() - start, 2), "reused": reused}
 
 
 def check_labels(bundle: str, device: str, images) -> dict:

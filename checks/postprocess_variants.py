@@ -87,7 +87,7 @@ def engine_logits(work: Path, classes: int) -> Dict[str, Any]:
             return {"logits": saved["logits"], "bias": saved["bias"], "seconds": 0.0, "cached": True}
     import cv2
 
-    from checks.gpu_engine import PHOTO, export_full, sample_images
+    from checks._gpu_bundles import PHOTO, export_full, sample_images
     from zsseg_rt import Engine, ops
 
     start = time.perf_counter()
