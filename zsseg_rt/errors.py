@@ -4,11 +4,22 @@ module: it imports nothing of the package."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import os
 from typing import Iterator, Union
 
-__all__ = ["BundleError", "CliWarning", "OptionError", "WRITE_FAILURES", "ZssegError", "naming_path", "with_path"]
+__all__ = [
+    "BundleError",
+    "CliWarning",
+    "OptionError",
+    "WRITE_FAILURES",
+    "ZssegError",
+    "FLAG_WORDS",
+    "flag_words",
+    "naming_path",
+    "with_path",
+]
 
 
 class ZssegError(Exception):
@@ -21,6 +32,18 @@ class ZssegError(Exception):
     def __init__(self, message: str = "", *args: object, cli: str = ""):
         super().__init__(message, *args)
         self.cli = cli
+
+
+# Whether the command line speaks: set by ``zsseg_rt.console.run_arguments.in_flag_words`` around a command's run, so
+# that what the library says meanwhile (a note, a refusal's advice) names the flags; here, below every layer that says
+# something, so that none of them imports the command line's modules to ask.
+FLAG_WORDS: "contextvars.ContextVar[bool]" = contextvars.ContextVar("zsseg_rt_flag_words", default=False)
+
+
+def flag_words() -> bool:
+    """Whether the command line speaks (inside ``zsseg_rt.console.run_arguments.in_flag_words``): what the library
+    says while it runs (a Session's output plan: ``--overwrite`` or ``overwrite=True``) is then in the flags' words."""
+    return FLAG_WORDS.get()
 
 
 class OptionError(ZssegError, ValueError):

@@ -10,21 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import contextvars
 from typing import Any, Callable, Dict, Iterator, Optional
 
+from zsseg_rt.errors import FLAG_WORDS, flag_words
 from zsseg_rt.options.run_rows import RUN_OPTIONS
 from zsseg_rt.options.run_table import PORT, REAL, WHOLE, RunOption
 
 __all__ = ["add_run_arguments", "flag_words", "in_flag_words", "run_flag_type", "run_values"]
-
-_FLAG_WORDS: "contextvars.ContextVar[bool]" = contextvars.ContextVar("zsseg_rt_flag_words", default=False)
-
-
-def flag_words() -> bool:
-    """Whether the command line speaks (inside :func:`in_flag_words`): what the library says while it runs (a
-    Session's output plan: ``--overwrite`` or ``overwrite=True``) is then in the flags' words."""
-    return _FLAG_WORDS.get()
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -86,7 +78,7 @@ def in_flag_words() -> Iterator[None]:
     from zsseg_rt.console.errors import CliError
     from zsseg_rt.errors import ZssegError
 
-    token = _FLAG_WORDS.set(True)
+    token = FLAG_WORDS.set(True)
     try:
         yield
     except ZssegError as exc:
@@ -94,4 +86,4 @@ def in_flag_words() -> Iterator[None]:
             raise
         raise CliError(exc.cli) from exc
     finally:
-        _FLAG_WORDS.reset(token)
+        FLAG_WORDS.reset(token)

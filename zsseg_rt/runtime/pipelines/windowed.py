@@ -147,8 +147,8 @@ class WindowedPipeline(Pipeline):
         """A pinned ``postprocess_kernel`` (or ``encoder_variant``) where no device pipeline on a GPU runs the frames:
         one INFO line on the "zsseg_rt" logger says it changes nothing here (``where_it_applies`` of
         ``postprocess_choice`` and ``encoder_choice``), in the flags' words inside the command line's
-        (``console.run_arguments.flag_words``); ``option_notes`` keeps them (``zsseg segment`` prints them)."""
-        from zsseg_rt.console.run_arguments import flag_words
+        (``zsseg_rt.errors.flag_words``); ``option_notes`` keeps them (``zsseg segment`` prints them)."""
+        from zsseg_rt.errors import flag_words
 
         from ..device.encoder_choice import where_it_applies as where_the_encoder_applies
         from ..device.postprocess_choice import where_it_applies
