@@ -295,6 +295,27 @@ RUN_OPTIONS = RunOptionTable(
             example=(None, True),
         ),
         RunOption(
+            "fit_images",
+            False,
+            BOOL,
+            "an image file over the pixel limit is read resized to fit it, with a note, instead of skipped",
+            none=False,
+            commands=(),
+            flag_from="`zsseg segment` without `--max-pixels` or `$ZSSEG_MAX_PIXELS` (its default)",
+            example=(None, True),
+        ),
+        RunOption(
+            "skipped_fails",
+            False,
+            BOOL,
+            "an image that was skipped (it could not be read) makes the run's exit code 1, as a failed source does; "
+            "the others are segmented either way",
+            none=False,
+            commands=(),
+            flag_from="`zsseg segment` (always)",
+            example=(None, True),
+        ),
+        RunOption(
             "live",
             False,
             BOOL,

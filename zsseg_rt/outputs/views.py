@@ -46,6 +46,7 @@ __all__ = [
     "name_views",
     "parse_views_spec",
     "plan_views",
+    "single_file",
     "source_reads",
     "view_kinds",
 ]
@@ -187,6 +188,7 @@ class ViewFiles:
     overwrite: bool
     entry: Any = None
     frames: Dict[str, str] = dataclasses.field(default_factory=dict)
+    class_map: str = ""  # the class map's path ("": the folder's classes.json; ``views:out.png``: out_classes.json)
 
 
 def _base(files: Dict[str, str], kinds: Sequence[str]) -> str:
@@ -196,13 +198,53 @@ def _base(files: Dict[str, str], kinds: Sequence[str]) -> str:
     return os.path.basename(files[kinds[0]])[: -len(f"_{kinds[0]}.png")]
 
 
+def single_file(path: str) -> bool:
+    """``views:out.png``: the views of one image named as one file (an image extension OpenCV writes, not a folder),
+    as ``zsseg segment -o out.png`` names them."""
+    if os.path.isdir(path) or path.endswith(("/", os.sep)) or not os.path.splitext(path)[1]:
+        return False
+    import cv2
+
+    return bool(cv2.haveImageWriter(path))
+
+
+def _plan_single(plan: Any, option: str, spec: str, kinds: List[str], path: str, reads: List[Any]) -> ViewFiles:
+    """``views:out.png``'s entry: the one image read is written as ``out.png`` (the first view asked) and
+    ``out_KIND.png`` (the others), its class map ``out_classes.json`` (zsseg segment's single-file names).
+
+    Raises:
+        OutputRefused: the run reads more than one image, or a video or stream.
+    """
+    from zsseg_rt.outputs.plan import OutputRefused
+
+    images = [image for _, kind, paths in reads if kind == IMAGES for image in paths]
+    if len(images) != 1 or len(reads) != 1:
+        others = [name for name, kind, _ in reads if kind != IMAGES]
+        said = f"{len(images)} images" + (f" and the frames of {', '.join(others)}" if others else "")
+        raise OutputRefused(
+            f"{option} {spec!r} names one image file, but the run reads {said}: give a folder (views:DIR)", path
+        )
+    stem = os.path.splitext(path)[0]
+    files = {kinds[0]: path, **{kind: f"{stem}_{kind}.png" for kind in kinds[1:]}}
+    class_map = f"{stem}_{CLASS_MAP}"
+    targets = list(files.values())
+    entry = plan.in_place(
+        option, path, targets, others=SegmentRecord.files(class_map), instead="choose another file", folder=False
+    )
+    directory = os.path.dirname(path) or "."
+    names = {os.path.realpath(images[0]): [files]}
+    return ViewFiles(directory, list(kinds), names, bool(plan.overwrite), entry, {}, class_map)
+
+
 def plan_views(plan: Any, option: str, spec: str) -> ViewFiles:
     """The views row's plan entry (``plan``: an :class:`~zsseg_rt.outputs.plan.OutputPlan`): the files of every image
     the run's sources read (``plan.sources``: :func:`source_reads`; without them ``plan.inputs``, files and folders)
     and the frame names of every other source, declared in place in ``spec``'s folder (an existing one refused
-    without overwrite)."""
+    without overwrite); ``views:out.png``: the one image's files (:func:`single_file`)."""
     kinds, directory = parse_views_spec(spec)
     reads = plan.sources or [(path, VIDEO if _is_video(path) else IMAGES, [path]) for path in _images_of(plan.inputs)]
+    if single_file(directory):
+        return _plan_single(plan, option, spec, kinds, directory, reads)
     inputs = [(path, kind) for _, kind, paths in reads for path in paths]
     videos = {path for path, kind in inputs if kind == VIDEO}
     planned = name_views([path for path, _ in inputs], directory, kinds, videos.__contains__)
@@ -227,7 +269,7 @@ def plan_views(plan: Any, option: str, spec: str) -> ViewFiles:
     targets = [path for each in names.values() for files in each for path in files.values()]
     record = SegmentRecord.files(os.path.join(directory, CLASS_MAP))
     entry = plan.in_place(option, directory, targets, found=found, others=record, instead="choose another folder")
-    return ViewFiles(directory, list(kinds), names, bool(plan.overwrite), entry, frames)
+    return ViewFiles(directory, list(kinds), names, bool(plan.overwrite), entry, frames, record[0])
 
 
 class ViewsSink(FrameSink):
@@ -250,6 +292,7 @@ class ViewsSink(FrameSink):
             source's name (``NAME_000042_overlay.png``).
         frames: a source's name -> the name of its frames (:class:`ViewFiles`' ``frames``: a video file's as
             segment names it).
+        class_map: the class map's path (None: ``DIR/classes.json``; one image's file ``out.png``: ``out_classes.json``).
         record: the class map's record; None: ``DIR/classes.json`` with each result's meaning, checked before the
             first write (``overwrite``: a record of another meaning may be replaced).
     """
@@ -266,8 +309,10 @@ class ViewsSink(FrameSink):
         record: Optional[SegmentRecord] = None,
         overwrite: bool = False,
         frames: Optional[Dict[str, str]] = None,
+        class_map: Optional[str] = None,
     ):
         self.directory, self.kinds = directory, list(kinds)
+        self.class_map = class_map or os.path.join(directory, CLASS_MAP)
         self.alpha, self.legend = float(alpha), bool(legend)
         self.files = {path: list(each) for path, each in (files or {}).items()}
         self.sources = list(sources) or ["camera"]
@@ -276,6 +321,7 @@ class ViewsSink(FrameSink):
         self.record = record
         self.overwrite = overwrite
         self.name = f"views:{directory}"
+        self.path = directory  # what it writes into, as the spec named it (describe)
         self.frames = 0
         self.bundle_digest: Optional[str] = None  # the model's (model_opened): in the folder's whole record
         self._taken = {path.lower() for each in self.files.values() for files in each for path in files.values()}
@@ -327,9 +373,7 @@ class ViewsSink(FrameSink):
         """
         if self.record is None:
             os.makedirs(self.directory, exist_ok=True)
-            self.record = SegmentRecord(
-                os.path.join(self.directory, CLASS_MAP), LabelMeaning.of_result(result, self.bundle_digest)
-            )
+            self.record = SegmentRecord(self.class_map, LabelMeaning.of_result(result, self.bundle_digest))
             self.record.check(self.overwrite, self._left, repr(self.directory))
         self.record.write()
         write_views(result, files, alpha=self.alpha, legend=self.legend, then=then)
@@ -350,15 +394,15 @@ class ViewsSink(FrameSink):
 
     def describe(self) -> Dict[str, Any]:
         """What was written (``--stats-json`` "outputs"; the "wrote ..." line)."""
-        return {"path": self.directory, "kind": "views", "frames": self.frames, "views": list(self.kinds)}
+        return {"path": self.path, "kind": "views", "frames": self.frames, "views": list(self.kinds)}
 
 
 def open_views(spec: str, options: Any) -> ViewsSink:
     """The views row's sink: ``spec``'s folder and views, its plan entry's names (``options.staged``)."""
-    kinds, directory = parse_views_spec(spec)
+    kinds, given = parse_views_spec(spec)
     staged = options.staged
-    return ViewsSink(
-        directory,
+    sink = ViewsSink(
+        staged.directory if isinstance(staged, ViewFiles) else given,
         kinds,
         alpha=options.alpha,
         legend=options.legend,
@@ -366,4 +410,7 @@ def open_views(spec: str, options: Any) -> ViewsSink:
         sources=list(options.sources),
         overwrite=staged.overwrite if isinstance(staged, ViewFiles) else options.replace,
         frames=staged.frames if isinstance(staged, ViewFiles) else None,
+        class_map=staged.class_map if isinstance(staged, ViewFiles) else None,
     )
+    sink.path = given  # the folder, or the one image's file (views:out.png)
+    return sink

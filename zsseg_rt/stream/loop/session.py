@@ -117,6 +117,7 @@ def open_inputs(sources: Sequence[str], options: SessionOptions, max_pixels: int
                 fps=options.fps,
                 max_pixels=max_pixels,
                 allow_partial=bool(options.allow_partial_images),
+                fit=bool(options.fit_images),
             )
             opened = len(specs) == 1 or not source.live
             if opened:
@@ -184,6 +185,7 @@ class Session:
         self.summary: Optional[dict] = None  # the --stats-json statistics, once the run ended
         self.written: List[Any] = []  # (the output kind, describe()) of each sink, once the run ended: "wrote ..."
         self.exit_code: Optional[int] = None  # the command's: 0, 1 (a source failed), 128 + a signal
+        self.skipped: List[Any] = []  # (path, why) of each image skipped, once the run ended (summary "skipped")
         self._used = False  # run() or a loop began (_claim): a Session runs once
         self._closed = False  # close() was called: nothing runs after it
         self._generator: Optional["weakref.ref[Generator[SessionResult, None, None]]"] = None
@@ -582,6 +584,8 @@ class Session:
         for entry, own in zip(summary["sources"], sinks):
             entry["outputs"] = [_describe(sink) for sink in own if _describe(sink) is not None]  # video files: codec
         failed = [stream for stream in runner.streams if stream.grabber.error is not None]
+        self.skipped = [skip for item in self.inputs for skip in getattr(item.source, "skipped", ())]
+        summary["skipped"] = [{"image": path, "error": why} for path, why in self.skipped]  # the images not read
         log_summary(runner, summary, len(failed))
         if speed.images:
             log.info("%s", speed.line(engine.backend.name, precision, unit="frame"))
@@ -594,7 +598,7 @@ class Session:
 
             self.exit_code = exit_code_for_signal(runner.signalled)
         else:
-            self.exit_code = 1 if failed else 0
+            self.exit_code = 1 if failed or (self.options.skipped_fails and self.skipped) else 0
 
 
 def _objects(options: SessionOptions, engine: Any) -> Any:

@@ -62,6 +62,8 @@ class SessionOptions:
     alpha: float = 0.5
     legend: bool = True
     allow_partial_images: bool = False
+    fit_images: bool = False  # an image over the pixel limit: read resized to fit it (with a note) instead of skipped
+    skipped_fails: bool = False  # an image skipped (unreadable): exit code 1, as a failed source (zsseg segment's)
     # the video filter (docs/video.md)
     live: bool = False  # the LIVE preset: one window a frame, a keyframe every 4, the cheaper flow
     stabilize: bool = False

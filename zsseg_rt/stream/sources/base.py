@@ -140,6 +140,7 @@ class OpenOptions:
     fps: Optional[float] = None
     max_pixels: Optional[int] = None
     allow_partial: bool = False
+    fit: bool = False  # image files over the pixel limit: read resized to fit it (with a note) instead of skipped
 
 
 @dataclasses.dataclass(frozen=True)

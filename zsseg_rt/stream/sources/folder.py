@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, List, Optional, Type
+from typing import Callable, Dict, List, Optional, Tuple, Type
 
 import numpy as np
 
@@ -18,14 +18,24 @@ def strip_file_scheme(text: str) -> str:
 class ImageFolderSource(FrameSource):
     """The images of a folder, in name order, as frames (unreadable files, truncated or damaged ones, and images
     over the pixel limit, ``max_pixels`` as in ``zsseg_rt.image_io.read_image_bgr``, are skipped with a warning
-    giving the reason; ``allow_partial`` decodes what a truncated or damaged image holds instead)."""
+    giving the reason, each kept in ``skipped``: ``(path, reason)``; ``allow_partial`` decodes what a truncated or
+    damaged image holds instead; ``fit``: an image over the limit is read resized to fit it, with a warning saying
+    so, ``zsseg_rt.image_io.read_image_fitted``, each kept in ``resized``: its path -> ``{"from", "to"}``)."""
 
     def __init__(
-        self, folder: str, fps: Optional[float] = None, max_pixels: Optional[int] = None, allow_partial: bool = False
+        self,
+        folder: str,
+        fps: Optional[float] = None,
+        max_pixels: Optional[int] = None,
+        allow_partial: bool = False,
+        fit: bool = False,
     ):
         super().__init__()
         self.max_pixels = max_pixels
         self.allow_partial = bool(allow_partial)
+        self.fit = bool(fit)
+        self.skipped: List[Tuple[str, str]] = []  # (an image's path, why it was skipped), in the order read
+        self.resized: Dict[str, Dict[str, List[int]]] = {}  # an image read resized (fit): {"from": [w, h], "to": ...}
         self.folder = folder
         self.name = f"folder:{folder}"
         self.fps = fps
@@ -58,18 +68,25 @@ class ImageFolderSource(FrameSource):
         self.ended = False
 
     def read(self) -> Optional[np.ndarray]:
-        from zsseg_rt.image_io import ImageReadError, ImageTooLargeError, read_image_bgr
+        from zsseg_rt.image_io import ImageReadError, ImageTooLargeError, read_image_bgr, read_image_fitted
 
         while self._index < len(self._paths):
             path = self._paths[self._index]
             self._index += 1
             try:
-                image = read_image_bgr(path, self.max_pixels, allow_partial=self.allow_partial)
+                if self.fit:  # over the limit: resized to fit it (what zsseg segment does without --max-pixels)
+                    image, resized = read_image_fitted(path, self.max_pixels, True, self.allow_partial)
+                else:
+                    image, resized = read_image_bgr(path, self.max_pixels, allow_partial=self.allow_partial), None
             except ImageReadError as exc:
                 if not isinstance(exc, ImageTooLargeError):
                     self.decode_errors += 1  # a damaged image (one over the pixel limit is not)
+                self.skipped.append((path, str(exc)))
                 log.warning("skipped %s", exc)
                 continue
+            if resized:
+                self.resized[path] = {"from": resized["from"], "to": resized["to"]}
+                log.warning("note: %s", resized["note"])
             # its place in the folder, at fps; its number that place (a skipped image leaves a gap)
             self._place((self._index - 1) / (self.fps or 30.0), number=self._index - 1)
             self.last_path = path
@@ -87,7 +104,8 @@ def builder(kind: Type[ImageFolderSource]) -> Callable[[SourceSpec, OpenOptions]
     """The ``build`` of a row whose source reads image files (a folder's; ``images.py``'s files and globs)."""
 
     def build(spec: SourceSpec, options: OpenOptions) -> FrameSource:
-        return kind(spec.target, fps=options.fps, max_pixels=options.max_pixels, allow_partial=options.allow_partial)
+        taken = ("fps", "max_pixels", "allow_partial", "fit")  # what a source of image files uses of them
+        return kind(spec.target, **{name: getattr(options, name) for name in taken})
 
     return build
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from .base import IMAGE_EXTENSIONS, SourceError, SourceKind, SourceSpec
 from .folder import ImageFolderSource, builder, strip_file_scheme
@@ -22,10 +22,8 @@ log = logging.getLogger(__name__)
 class ImageFilesSource(ImageFolderSource):
     """The image files of ``pattern`` (one file, or a glob), in order, as frames (see the module)."""
 
-    def __init__(
-        self, pattern: str, fps: Optional[float] = None, max_pixels: Optional[int] = None, allow_partial: bool = False
-    ):
-        super().__init__(pattern, fps=fps, max_pixels=max_pixels, allow_partial=allow_partial)
+    def __init__(self, pattern: str, **options: Any):  # fps, max_pixels, allow_partial, fit: a folder's
+        super().__init__(pattern, **options)
         self.pattern = pattern
         self.name = f"images:{pattern}"
         self._said_left_out = False  # the warning naming the files a glob matches that are no images: once

@@ -80,14 +80,16 @@ def open_source(
     fps: Optional[float] = None,
     max_pixels: Optional[int] = None,
     allow_partial: bool = False,
+    fit: bool = False,
 ) -> FrameSource:
     """Build (not yet open) the ``FrameSource`` for a user string or ``SourceSpec``; ``max_pixels`` bounds the
     size of the frames it may decode (None: ``$ZSSEG_MAX_PIXELS`` or 40 MP; 0: no limit); ``allow_partial``: an
-    image folder's truncated or damaged images are decoded as far as they go instead of skipped."""
+    image folder's truncated or damaged images are decoded as far as they go instead of skipped; ``fit``: its images
+    over the pixel limit are read resized to fit it, with a note, instead of skipped."""
     if isinstance(spec, FrameSource):
         return spec
     parsed = spec if isinstance(spec, SourceSpec) else parse_source(spec)
-    options = OpenOptions(width, height, fps, max_pixels, allow_partial)
+    options = OpenOptions(width, height, fps, max_pixels, allow_partial, fit)
     row = source_kind(parsed.kind)
     if row.build is not None:
         return row.build(parsed, options)
