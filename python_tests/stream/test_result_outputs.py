@@ -1,4 +1,4 @@
-"""The outputs of the commands without a frame stream (zsseg_rt.outputs.result_outputs): the table's kinds a command
+"""The outputs of the commands without a frame stream (zsseg_rt.outputs.run_outputs, RunOutputs.for_results): the table's kinds a command
 takes, through one output plan; the COCO masks written by the one COCO writer (outputs/coco_sink.py's CocoSink) on
 every command; nothing written when no result came or the run failed."""
 
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from zsseg_rt.outputs.plan import OutputRefused
-from zsseg_rt.outputs.result_outputs import ResultFrame, ResultOutputs
+from zsseg_rt.outputs.result_outputs import ResultFrame
+from zsseg_rt.outputs.run_outputs import RunOutputs
 from zsseg_rt.runtime.result import Result
 
 PACKAGE = os.path.join(os.path.dirname(__file__), "..", "..", "zsseg_rt")
@@ -50,7 +51,7 @@ def test_the_writer_finder_finds_a_second_writer(tmp_path):
 
 def test_segment_coco_entries_name_images_and_video_frames(tmp_path):
     path = tmp_path / "masks.json"
-    outputs = ResultOutputs.opened("segment", [], False, coco_json=str(path))
+    outputs = RunOutputs.opened("segment", [], False, coco_json=str(path))
     outputs.add(_result(), ResultFrame(0, path="photos/a.jpg"))
     outputs.add(_result(), ResultFrame(42, video="clips/c.mp4"))
     written = outputs.finish()
@@ -66,9 +67,9 @@ def test_segment_coco_entries_name_images_and_video_frames(tmp_path):
 
 def test_no_result_or_a_failed_run_writes_nothing(tmp_path):
     path = tmp_path / "masks.json"
-    outputs = ResultOutputs.opened("segment", [], False, coco_json=str(path))
+    outputs = RunOutputs.opened("segment", [], False, coco_json=str(path))
     assert outputs.finish() == [] and not path.exists()  # no result: nothing (as before: no empty COCO file)
-    outputs = ResultOutputs.opened("segment", [], False, coco_json=str(path))
+    outputs = RunOutputs.opened("segment", [], False, coco_json=str(path))
     outputs.add(_result(), ResultFrame(0, path="a.jpg"))
     outputs.abort()
     assert not path.exists() and os.listdir(tmp_path) == []  # nothing staged left, the owner lock released
@@ -77,11 +78,11 @@ def test_no_result_or_a_failed_run_writes_nothing(tmp_path):
 
 def test_refusals_name_the_path(tmp_path):
     with pytest.raises(OutputRefused, match=r"-o 'out\.mp4' is none of the kinds `zsseg segment` writes: none"):
-        ResultOutputs.plan_for("segment", ["out.mp4"], False)
+        RunOutputs.for_results("segment", ["out.mp4"], False)
     mine = str(tmp_path / "classes.json")
     with pytest.raises(OutputRefused, match="is a file this run writes already"):
-        ResultOutputs.plan_for("segment", [], False, taken=[mine], coco_json=mine)
+        RunOutputs.for_results("segment", [], False, taken=[mine], coco_json=mine)
     (tmp_path / "old.json").write_text("{}")
     with pytest.raises(OutputRefused, match="exists already: pass --overwrite"):
-        ResultOutputs.plan_for("segment", [], False, coco_json=str(tmp_path / "old.json"))
+        RunOutputs.for_results("segment", [], False, coco_json=str(tmp_path / "old.json"))
     assert (tmp_path / "old.json").read_text() == "{}"

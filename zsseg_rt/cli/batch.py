@@ -71,7 +71,7 @@ def _run_batch(args: argparse.Namespace) -> int:
 
 
 def _result_outputs(args: argparse.Namespace, job) -> Optional[Any]:
-    """The outputs of ``-o`` (kinds whose rows take ``batch``: :mod:`zsseg_rt.outputs.result_outputs`), checked,
+    """The outputs of ``-o`` (kinds whose rows take ``batch``: :mod:`zsseg_rt.outputs.run_outputs`), checked,
     claimed and opened; None without ``-o``.
 
     Raises:
@@ -82,13 +82,13 @@ def _result_outputs(args: argparse.Namespace, job) -> Optional[Any]:
     from zsseg_rt.console.errors import CliError
     from zsseg_rt.outputs.kinds import output_values
     from zsseg_rt.outputs.plan import OutputRefused
-    from zsseg_rt.outputs.result_outputs import ResultOutputs
+    from zsseg_rt.outputs.run_outputs import RunOutputs
     from zsseg_rt.scale.batch import MANIFEST
 
     taken = [os.path.join(job.output_dir, name) for name in (MANIFEST, "vocabulary.json")]
     values = output_values(args, "-o", "batch")
     try:
-        return ResultOutputs.opened("batch", args.outputs, args.overwrite, values, [args.input], taken)
+        return RunOutputs.opened("batch", args.outputs, args.overwrite, values, [args.input], taken)
     except OutputRefused as exc:
         raise CliError(str(exc)) from None
 

@@ -11,8 +11,9 @@
   `segment` and `batch` write as it is done: views, label PNGs), the robot outputs (:mod:`~zsseg_rt.outputs.robot_sinks`,
   :mod:`~zsseg_rt.outputs.mcap_sink`, :mod:`~zsseg_rt.outputs.foxglove_sink`, their messages
   :mod:`~zsseg_rt.outputs.ros_messages` and :mod:`~zsseg_rt.outputs.object_messages`), the loopback rule of the
-  HTTP servers (:mod:`~zsseg_rt.outputs.loopback`), and the outputs of a command (``zsseg camera``:
-  :mod:`~zsseg_rt.outputs.camera_outputs`; ``zsseg segment`` / ``batch``: :mod:`~zsseg_rt.outputs.result_outputs`).
+  HTTP servers (:mod:`~zsseg_rt.outputs.loopback`), and the outputs of a run, one front end for every command
+  (:mod:`~zsseg_rt.outputs.run_outputs`: a stream's, ``zsseg camera`` and a ``Session``, and those of a command
+  handing its results over, ``zsseg batch``, with :mod:`~zsseg_rt.outputs.result_outputs`' frames and flags).
   These are runtime applications (they take Results and read the stream's sources' tables).
 
 The files themselves are written whole by :mod:`zsseg_rt.io_safety`. Light to import: nothing is imported here (the

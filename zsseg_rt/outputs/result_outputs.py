@@ -1,35 +1,22 @@
-"""The output kinds of the commands without a frame stream: ``zsseg segment`` (each image, each frame of a video file)
-and ``zsseg batch`` (each image's label map, where the driver receives it) write the kinds of the one table
-(:mod:`zsseg_rt.outputs.kinds`; a row's ``commands`` names the commands that take it) through the one output
-plan (:mod:`zsseg_rt.outputs.plan`), as ``zsseg camera`` does: declared, checked and claimed (an owner lock) before
-the bundle loads, staged while the run goes, put in place when it has ended (its abort replaces nothing), with the
-rows' sinks (``write_result``: the COCO masks are the coco row's ``CocoSink`` on every command, the one COCO writer),
-the rows' own options as flags and the rows' "wrote ..." lines.
-
-    outputs = ResultOutputs.plan_for("segment", specs, overwrite, inputs, coco_json=...)   # refuses: OutputRefused
-    outputs.prepare(); outputs.open(values)
-    outputs.add(result, ResultFrame(0, path="a.jpg"))   # each result, once its own files are written
-    for kind, described in outputs.finish(): ...        # or outputs.abort() after a failure: nothing replaced
-
-A result's unknown label and classes are its own (``Result.unknown_id``, ``class_names``): every sink reads them from
-the result, so the unknown id is given once, where the results are made.
+"""What the commands that hand their results over one by one (``zsseg batch``: each image's label map, where the
+driver receives it; ``zsseg segment``) give the output kinds' sinks beside each result (:class:`ResultFrame`), and
+the flags of the rows those commands take (:func:`add_result_outputs`, :func:`results_help`). Their outputs are
+planned, staged and put in place by the one front end of every command, :class:`~.run_outputs.RunOutputs`
+(``RunOutputs.opened``, ``add``, ``finish``): the rows' sinks (``write_result``: the COCO masks are the coco row's
+``CocoSink`` on every command, the one COCO writer), the rows' own options as flags and their "wrote ..." lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional
 
-from zsseg_rt.outputs.plan import CLI_FLAG, OutputPlan, OutputRefused
-
-from .kinds import OutputKind, SinkOptions, kinds_for, output_kind
+from .kinds import kinds_for, output_kind
+from .run_outputs import RunOutputs
 
 __all__ = ["ResultFrame", "ResultOutputs", "add_result_outputs", "results_help"]
-
-log = logging.getLogger("zsseg_rt.stream")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,149 +45,9 @@ class ResultFrame:
         return {} if self.video is None else {"frame": int(self.index), "video": self.video}
 
 
-def _same(path: str) -> str:
-    return os.path.normcase(os.path.realpath(os.path.abspath(path)))
-
-
-class ResultOutputs:
-    """The table's outputs of one run of ``command`` (``segment``, ``batch``) that take its results."""
-
-    def __init__(self, command: str, plan: OutputPlan):
-        self.command = command
-        self.plan = plan
-        self.entries: List[Tuple[OutputKind, str, str, Any]] = []  # (row, option, spec, the plan's entry)
-        self.sinks: List[Any] = []
-        self.results = 0
-        self._ended = False
-
-    @classmethod
-    def plan_for(
-        cls,
-        command: str,
-        specs: Sequence[str],
-        overwrite: bool,
-        inputs: Sequence[str] = (),
-        taken: Sequence[str] = (),
-        coco_json: Optional[str] = None,
-        tracks: Optional[str] = None,
-    ) -> "ResultOutputs":
-        """Every output of ``specs`` (``-o``), ``coco_json`` (``--save-json``) and ``tracks`` (``--tracks-out``),
-        declared and checked
-        (``OutputPlan.check``: an existing file without ``--overwrite``, an interrupted run's leftovers, another run
-        writing it now); ``taken``: the files the command writes itself (none may be one of them).
-
-        Raises:
-            OutputRefused: one line naming the path and what to do; nothing was written.
-        """
-        outputs = cls(command, OutputPlan(overwrite, CLI_FLAG, inputs=inputs))
-        wanted = [("-o", str(spec).strip()) for spec in specs]
-        wanted += [("--save-json", str(coco_json).strip())] if coco_json else []
-        wanted += [("--tracks-out", str(tracks).strip())] if tracks else []
-        mine = {_same(path) for path in taken}
-        for option, spec in wanted:
-            kind = output_kind(spec, option)
-            if kind is None or command not in kind.commands:
-                known = ", ".join(row.example for row in kinds_for(option, command)) or "none"
-                raise OutputRefused(f"{option} {spec!r} is none of the kinds `zsseg {command}` writes: {known}", spec)
-            if _same(spec) in mine:
-                raise OutputRefused(
-                    f"{option} {spec!r} is a file this run writes already (-o): choose another name", spec
-                )
-            staged = kind.plan(outputs.plan, option, spec) if kind.plan is not None else None
-            outputs.entries.append((kind, option, spec, staged))
-        outputs.plan.check()
-        return outputs
-
-    @classmethod
-    def opened(
-        cls,
-        command: str,
-        specs: Sequence[str],
-        overwrite: bool,
-        values: Optional[Dict[str, Any]] = None,
-        inputs: Sequence[str] = (),
-        taken: Sequence[str] = (),
-        coco_json: Optional[str] = None,
-        tracks: Optional[str] = None,
-    ) -> "ResultOutputs":
-        """:meth:`plan_for`, :meth:`prepare` and :meth:`open` (``values``): ready for the first result.
-
-        Raises:
-            OutputRefused: one line naming the path and what to do; nothing was written.
-        """
-        outputs = cls.plan_for(command, specs, overwrite, inputs, taken, coco_json, tracks)
-        try:
-            outputs.prepare()
-            outputs.open(values)
-        except BaseException:
-            outputs.abort()
-            raise
-        return outputs
-
-    def prepare(self, say=None) -> None:
-        """Remove what an interrupted run left (only with ``--overwrite``), each named (``say``, default a warning)."""
-        self.plan.prepare(say=say or log.warning)
-
-    def open(self, values: Optional[Dict[str, Any]] = None) -> None:
-        """Open each output's sink from its row (``values``: the kinds' own options by name, from the flags)."""
-        for kind, _, spec, staged in self.entries:
-            options = SinkOptions(
-                staged=staged, sources=(self.command,), values=dict(values or {}), command=self.command
-            )
-            sink = kind.open(spec, options)
-            try:
-                sink.output_kind = kind.name
-            except AttributeError:
-                pass
-            self.sinks.append(sink)
-
-    def add(self, result: Any, frame: ResultFrame) -> None:
-        """One result, to every output."""
-        for sink in self.sinks:
-            sink.write_result(frame, result)
-        self.results += 1
-
-    def finish(self) -> List[Tuple[str, Dict[str, Any]]]:
-        """Finish every output and put them in place together; nothing when no result came (every output is left as
-        it was). Returns ``(row name, describe())`` of each output written, for its "wrote ..." line.
-
-        Raises:
-            OutputWriteError: a write or a rename failed (the outputs not yet in place keep their old content).
-        """
-        if self._ended:
-            return []
-        if not self.results:
-            self.abort()
-            return []
-        from zsseg_rt.console.progress import signals_deferred
-
-        try:
-            for sink in self.sinks:
-                sink.finish()
-            with signals_deferred():  # the renames as one step
-                self.plan.commit()
-        except BaseException:
-            self.abort()
-            raise
-        self._ended = True
-        written = []
-        for (kind, _, _, _), sink in zip(self.entries, self.sinks):
-            written.append((kind.name, sink.describe()))
-        return written
-
-    def abort(self) -> None:
-        """Nothing put in place, what was staged removed (a no-op once finished)."""
-        if self._ended:
-            return
-        self._ended = True
-        try:
-            for sink in self.sinks:
-                try:
-                    sink.abort()
-                except Exception:  # noqa: BLE001 - the plan's abort below removes what it staged anyway
-                    log.debug("aborting %s failed", getattr(sink, "name", sink), exc_info=True)
-        finally:
-            self.plan.abort()
+# ``zsseg segment`` and ``zsseg batch`` open their outputs with ``RunOutputs.opened`` (one front end for every
+# command's outputs since 2026-11-29); the name they knew it by
+ResultOutputs = RunOutputs
 
 
 def results_help(command: str, option: str = "-o") -> str:
