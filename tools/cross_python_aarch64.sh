@@ -190,12 +190,17 @@ if [ "$JETSON" = 1 ] && [ ! -f "$JRFS/usr/lib/python3/dist-packages/tensorrt/__i
   rm -rf "$tmp"
 fi
 python_wrapper() {  # python_wrapper ROOTFS FILE: FILE runs the root's CPython under qemu; its argv[0] stays FILE's
-  # path (a venv made from it finds its pyvenv.cfg), its bytecode goes to the cache (the venvs are made every run)
+  # path (a venv made from it finds its pyvenv.cfg), its bytecode goes to the cache (the venvs are made every run),
+  # also where PYTHONDONTWRITEBYTECODE=1 is set (the CI machine): it wrote none there, so each of the script's
+  # processes under qemu compiled every module it imported (NumPy, ONNX Runtime, zsseg_rt, pytest, pip) at about 10x
+  # x86's cost; with the bytecode in the cache the script took 241 CPU-s against 292 (--jetson, cold, 2-core EPYC).
+  # Only the cache receives it (PYTHONPYCACHEPREFIX), never a tree or a venv.
   mkdir -p "$(dirname "$2")"
   cat >"$2" <<EOF
 #!/bin/sh
 # the aarch64 CPython of $1 under qemu-user (tools/cross_python_aarch64.sh)
 export PYTHONPYCACHEPREFIX="\${PYTHONPYCACHEPREFIX:-$CACHE/pycache}"
+unset PYTHONDONTWRITEBYTECODE
 exec qemu-aarch64-static -L "$1" -0 "\$0" "$1/usr/bin/python$PYV" "\$@"
 EOF
   chmod +x "$2"
