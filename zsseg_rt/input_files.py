@@ -16,7 +16,7 @@ import os
 import stat
 from typing import Iterator, List, Optional, Set, Tuple
 
-__all__ = ["IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "expand_glob", "special_file"]
+__all__ = ["IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "expand_glob", "sequence_of", "special_file"]
 
 # the files a folder or a glob of inputs is read for, by their extension (zsseg camera's sources, its outputs'
 # checks of what a path names)
@@ -29,6 +29,14 @@ _SPECIAL = (
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
 )
+
+
+def sequence_of(path: str) -> str:
+    """The sequence of frames an input is part of (``track``: one tracker each; ``zsseg segment --tracks-out FILE``:
+    one only): a video file its own; an image its folder's, resolved, whether it came from a folder, a glob or was
+    named alone (``a.jpg`` and ``../here/b.jpg`` in one folder are one sequence, in the order given)."""
+    video = os.path.splitext(str(path))[1].lower() in VIDEO_EXTENSIONS
+    return os.path.realpath(path if video else os.path.dirname(os.path.abspath(path)))
 
 
 def special_file(path: str) -> Optional[str]:

@@ -20,8 +20,7 @@ from zsseg_rt.outputs import kinds
 from zsseg_rt.outputs.kinds import FOUND, NO_OBJECTS, OUTPUT_KINDS, TRACKED, objects_needed
 from zsseg_rt.runtime.objects import FrameObjects
 from zsseg_rt.runtime.tracking import SourceTrackers
-from zsseg_rt.stream.loop import session
-from zsseg_rt.stream.loop.session_options import sink_options
+from zsseg_rt.stream.loop.session_options import object_finder, sink_options
 
 
 def _old_answer(objects: bool, track: bool, tracks_out) -> str:
@@ -60,7 +59,7 @@ def _segment_answer(args) -> str:
 
 
 def _session_answer(options) -> str:
-    made = session._objects(options, SimpleNamespace(options=SimpleNamespace(track_max_missed=None)))
+    made = object_finder(options, SimpleNamespace(options=SimpleNamespace(track_max_missed=None)), [])
     if isinstance(made, SourceTrackers):
         return TRACKED
     assert made in (True, False)

@@ -109,3 +109,81 @@ def test_one_image_into_one_file_and_its_siblings_as_segment_writes_them(tmp_pat
     with pytest.raises(OutputRefused, match="names one image file, but the run reads 2 images: give a folder"):
         Session(photos, tiny_bundle, classes="cat,dog", outputs=[f"views:{tmp_path / 'two.png'}"]).run()
     assert not os.path.exists(tmp_path / "two.png")
+
+
+def test_in_order_runs_the_sources_one_after_another_as_segment_does(tmp_path, tiny_bundle):
+    """``in_order=True``: every image of the first folder, then the second's (zsseg segment's order; side by side a
+    runner takes a frame of each source in turn)."""
+    from zsseg_rt.stream import Session
+
+    first = _photos(tmp_path / "first", [(48, 64)] * 3)
+    second = _photos(tmp_path / "second", [(32, 40)] * 3)
+    session = Session(
+        [first, second], tiny_bundle, classes="cat,dog", outputs=["null"], engine_options=_EXACT, in_order=True
+    )
+    with session:
+        seen = [(item.source, os.path.basename(item.frame.path)) for item in session]
+    assert seen == [("first", f"p{i}.png") for i in range(3)] + [("second", f"p{i}.png") for i in range(3)]
+    assert session.exit_code == 0
+
+
+def test_in_order_refuses_a_live_source_before_the_model_loads(tmp_path, tiny_bundle):
+    from zsseg_rt.errors import OptionError
+    from zsseg_rt.stream import Session
+
+    photos = _photos(tmp_path / "photos", [(48, 64)])
+    given = [photos, "http://127.0.0.1:9/clip.avi"]  # not opened: refused first
+    with pytest.raises(OptionError, match="in_order=True runs the sources one after another.*live source"):
+        Session(given, tiny_bundle, classes="cat,dog", outputs=["null"], in_order=True).run()
+
+
+def test_in_order_tracks_each_sequence_with_one_tracker(tmp_path):
+    """With ``in_order`` and ``track``, the images of one folder are one sequence however they are given (one file
+    at a time, a folder, a glob), a video file its own, a glob over two folders its own: segment's ``sequence_of``."""
+    from stream_fakes import write_band_clip
+
+    from zsseg_rt.input_files import sequence_of
+    from zsseg_rt.stream.loop.session_options import sequence_key
+    from zsseg_rt.stream.sources import open_source
+
+    photos = _photos(tmp_path / "photos", [(48, 64), (48, 64)])
+    other = _photos(tmp_path / "other", [(48, 64)])
+    clip = str(write_band_clip(tmp_path / "clip.avi", frames=2, fps=10.0, size=(64, 48)))
+    given = [
+        os.path.join(photos, "p0.png"),
+        os.path.join(photos, "p1.png"),
+        photos,
+        os.path.join(photos, "*.png"),
+        clip,
+        str(tmp_path / "*" / "p0.png"),
+    ]
+    keys = [sequence_key(open_source(text), number) for number, text in enumerate(given)]
+    folder = os.path.realpath(photos)
+    assert keys == [folder, folder, folder, folder, os.path.realpath(clip), 5]
+    assert sequence_of(os.path.join(other, "p0.png")) == os.path.realpath(other)
+
+
+def test_a_write_the_disk_refuses_stops_the_run_and_says_how_far_it_got(tmp_path, tiny_bundle, monkeypatch):
+    """A full disk at the second image's views: the run stops with the write's error, the image it stopped at and
+    what is kept (the first image's views and the class map), as ``zsseg segment`` says it."""
+    from zsseg_rt.io_safety import OutputWriteError
+    from zsseg_rt.stream import Session
+
+    photos = _photos(tmp_path / "photos", [(48, 64)] * 4)
+    out = tmp_path / "out"
+    real_replace = os.replace
+
+    def full_disk(source, target, *args, **kwargs):  # the disk takes the class map and the first image's views only
+        taken = (str(out / "p0"), str(out / "classes.json"), str(out / ".zsseg-meaning.json"))
+        if str(target).startswith(str(out)) and not str(target).startswith(taken):
+            raise OSError(28, os.strerror(28))
+        return real_replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    session = Session(photos, tiny_bundle, classes="cat,dog", outputs=[f"views:{out}"], engine_options=_EXACT)
+    with pytest.raises(OutputWriteError) as caught:
+        session.run()
+    message = str(caught.value)
+    assert message.startswith(f"cannot write {str(out / 'p1_overlay.png')!r}: No space left on device"), message
+    assert "; stopped at image 2 of 4 (the views of the 1 before it are kept; the others were not written)" in message
+    assert _visible(out) == ["classes.json", "p0_overlay.png"]

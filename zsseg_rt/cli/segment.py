@@ -38,13 +38,13 @@ from zsseg_rt.cli.segment_inputs import (
 from zsseg_rt.console.arguments import add_engine_arguments, engine_kwargs
 from zsseg_rt.console.errors import CliError, format_error, refuse_stdout
 from zsseg_rt.console.run_arguments import in_flag_words, run_values
-from zsseg_rt.input_files import expand_glob
+from zsseg_rt.input_files import expand_glob, sequence_of
 from zsseg_rt.io_safety import OutputWriteError
 from zsseg_rt.options.run_rows import RUN_OPTIONS
 from zsseg_rt.outputs.meaning import CLASS_MAP, LabelMeaning, SegmentRecord
 from zsseg_rt.outputs.owner import FOLDER_LOCK
 from zsseg_rt.outputs.plan import check_free_space
-from zsseg_rt.outputs.views import VIDEO, VIEWS, name_views, view_kinds
+from zsseg_rt.outputs.views import VIDEO, VIEWS, name_views, one_image_files, view_kinds
 
 __all__ = [
     "add_command",
@@ -145,11 +145,9 @@ def plan_outputs(images: Sequence[str], output: Optional[str], views: Sequence[s
                 f"-o {output!r} names one image file, but {images[0]!r} is a video (a file per frame): give a "
                 "folder (-o DIR), or `zsseg camera` for an overlay video"
             )
-        first, rest = kinds[0], kinds[1:]
-        stem = os.path.splitext(output)[0]
-        single = {first: output, **{kind: f"{stem}_{kind}.png" for kind in rest}}
+        single, class_map = one_image_files(output, kinds)  # out.png, out_mask.png, ..., out_classes.json
         directory = os.path.dirname(output) or "."
-        return {"directory": directory, "class_map": f"{stem}_classes.json", "files": [single], "kinds": kinds}
+        return {"directory": directory, "class_map": class_map, "files": [single], "kinds": kinds}
     if output is not None and os.path.exists(output) and not os.path.isdir(output):
         raise CliError(f"-o {output!r} is an existing file but {len(images)} images were given: give a folder")
     if output is not None and len(images) > 1 and not os.path.exists(output) and _has_image_extension(output):
@@ -500,13 +498,6 @@ def _object_finder(args, engine):
 
     trackers = SourceTrackers(getattr(engine.options, "track_max_missed", None))
     return lambda path, frame: lambda result: trackers(sequence_of(path), result)
-
-
-def sequence_of(path: str) -> str:
-    """The sequence of frames an input is part of (``--track``: one tracker each; ``--tracks-out FILE``: one only): a
-    video file its own; an image its folder's, resolved, whether it came from a folder, a glob or was named alone
-    (``a.jpg`` and ``../here/b.jpg`` in one folder are one sequence, in the order given, whatever their sizes)."""
-    return os.path.realpath(path if is_video(path) else os.path.dirname(os.path.abspath(path)))
 
 
 def refuse_several_sequences(args, images: Sequence[str]) -> None:

@@ -316,6 +316,18 @@ RUN_OPTIONS = RunOptionTable(
             example=(None, True),
         ),
         RunOption(
+            "in_order",
+            False,
+            BOOL,
+            "the sources one after another, in the order given (every frame of one, then the next: zsseg segment's "
+            "order), not side by side; with track, one tracker per sequence (a video file; the images of one folder, "
+            "however given); files and folders only, not live sources",
+            none=False,
+            commands=(),
+            flag_from="`zsseg segment` (always)",
+            example=(None, True),
+        ),
+        RunOption(
             "live",
             False,
             BOOL,

@@ -44,6 +44,7 @@ __all__ = [
     "existing_frame_files",
     "frame_files",
     "name_views",
+    "one_image_files",
     "parse_views_spec",
     "plan_views",
     "single_file",
@@ -208,6 +209,13 @@ def single_file(path: str) -> bool:
     return bool(cv2.haveImageWriter(path))
 
 
+def one_image_files(path: str, kinds: Sequence[str]) -> Tuple[Dict[str, str], str]:
+    """The files of one image written as ``path`` (``out.png``): ``({first kind: out.png, KIND: out_KIND.png, ...},
+    out_classes.json)``: ``views:out.png``'s and ``zsseg segment -o out.png``'s names."""
+    stem = os.path.splitext(path)[0]
+    return {kinds[0]: path, **{kind: f"{stem}_{kind}.png" for kind in kinds[1:]}}, f"{stem}_{CLASS_MAP}"
+
+
 def _plan_single(plan: Any, option: str, spec: str, kinds: List[str], path: str, reads: List[Any]) -> ViewFiles:
     """``views:out.png``'s entry: the one image read is written as ``out.png`` (the first view asked) and
     ``out_KIND.png`` (the others), its class map ``out_classes.json`` (zsseg segment's single-file names).
@@ -224,9 +232,7 @@ def _plan_single(plan: Any, option: str, spec: str, kinds: List[str], path: str,
         raise OutputRefused(
             f"{option} {spec!r} names one image file, but the run reads {said}: give a folder (views:DIR)", path
         )
-    stem = os.path.splitext(path)[0]
-    files = {kinds[0]: path, **{kind: f"{stem}_{kind}.png" for kind in kinds[1:]}}
-    class_map = f"{stem}_{CLASS_MAP}"
+    files, class_map = one_image_files(path, kinds)
     targets = list(files.values())
     entry = plan.in_place(
         option, path, targets, others=SegmentRecord.files(class_map), instead="choose another file", folder=False
@@ -362,7 +368,22 @@ class ViewsSink(FrameSink):
         self.bundle_digest = getattr(getattr(engine, "meta", None), "digest", None) or None
 
     def write_result(self, frame: Any, result: Any) -> None:
-        self.write_files(result, self.files_of(frame))
+        """``frame``'s views (:meth:`files_of`). A write the disk refuses stops the run: the error says where (``image
+        N of M`` when the run reads image files only) and that the views before it are kept.
+
+        Raises:
+            OutputWriteError: as :meth:`write_files`, with how far the run got.
+        """
+        from zsseg_rt.io_safety import OutputWriteError
+
+        try:
+            self.write_files(result, self.files_of(frame))
+        except OutputWriteError as exc:
+            planned = sum(len(each) for each in self.files.values())
+            total = f" of {planned}" if planned and not self.frame_names and self.frames < planned else ""
+            done = f"the views of the {self.frames} before it are kept" if self.frames else "no views were written"
+            message = f"{exc}; stopped at image {self.frames + 1}{total} ({done}; the others were not written)"
+            raise OutputWriteError(message, exc.path, exc.errno) from None
 
     def write_files(self, result: Any, files: Dict[str, str], then: Optional[Callable[[Any], None]] = None) -> None:
         """``result``'s views into ``files`` (the class map first), then ``then(result)``.

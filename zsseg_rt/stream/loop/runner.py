@@ -108,6 +108,7 @@ class MultiStreamRunner:
             last one's results are taken; 1: each step waited for); used only where ``segment.in_flight`` has lanes.
         objects: find each result's objects (``Result.objects()``, the Engine's limits) in the inference thread, before
             ``on_result`` and the sinks see it: ``result.frame_objects``; or a callable ``(source, result)`` (--track).
+        in_order: the sources one after another (a source's frames once every earlier one ended), not side by side.
 
     The run ends when every source is done (a file or folder at its end, a source that gave up reconnecting, or
     ``max_frames``), or at ``stop()`` / SIGINT / SIGTERM / a sink's stop request. Live sources never end by
@@ -136,6 +137,7 @@ class MultiStreamRunner:
         temporal_consistency: bool = False,
         in_flight: int = 2,
         objects: Union[bool, Callable] = False,
+        in_order: bool = False,
     ):
         if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1:
             raise ValueError(f"in_flight must be a whole number >= 1, got {in_flight!r}")
@@ -172,7 +174,7 @@ class MultiStreamRunner:
         self.legend = bool(legend)
         self.max_frames = max_frames
         self.on_result = on_result
-        self.in_flight = in_flight
+        self.in_flight, self.in_order = in_flight, bool(in_order)
         self.objects = objects if callable(objects) or not objects else lambda _source, result: result.objects()
         self._flight: Optional[FlightSteps] = None  # open while run() runs, where frames can be in flight
         self.stats = StreamStats(sources=[stream.stats for stream in self.streams])
@@ -365,6 +367,8 @@ class MultiStreamRunner:
             self._ready.clear()  # a frame or freed room after the polls below sets it again: no lost wake-up
             batch: List[Tuple[_Stream, Frame]] = []
             for stream in self.streams:
+                if self.in_order and not all(earlier.done for earlier in self.streams[: stream.index]):
+                    break  # in order: an earlier source still runs
                 if stream.done or stream.queue.qsize() + stream.in_flight >= QUEUE_SIZE:  # its writer is behind
                     continue  # (its frames in flight count: their results are on their way to its queue)
                 if self.max_frames is not None and stream.submitted >= self.max_frames:

@@ -40,6 +40,7 @@ from zsseg_rt.stream.loop.session_options import (
     check_output_needs,
     check_video_sources,
     engine_preset,
+    object_finder,
     output_names,
     shared_output,
     video_segmenter,
@@ -455,6 +456,13 @@ class Session:
             if not (opencv_has_gui() and display_available()):
                 raise OptionError(NO_OUTPUT_WORDS, "outputs", cli=NO_OUTPUT_MESSAGE)
         check_video_sources(options, [item.source for item in self.inputs])  # --stabilize-delay: recorded video
+        live_names = [item.name for item in self.inputs if item.source.live]
+        if options.in_order and live_names:
+            raise OptionError(
+                f"in_order=True runs the sources one after another, and {live_names[0]} is a live source, whose frames never "
+                "end: leave in_order out, or give video files and image folders only",
+                "in_order",
+            )
         specs = [output_names(spec, names) for spec in options.outputs]  # every refusal before anything opens
         check_output_needs(options.outputs, self.command)  # a kind whose packages are missing: what to install
         label_folders = output_names(options.labels_out, names, "labels_out") if options.labels_out else []
@@ -538,7 +546,8 @@ class Session:
             opened=[item.opened for item in self.inputs],
             temporal_consistency=options.temporal_consistency,
             in_flight=options.in_flight,
-            objects=_objects(options, engine),
+            objects=object_finder(options, engine, [item.source for item in self.inputs]),
+            in_order=options.in_order,
         )
         log.debug("the run's options:\n%s", options.describe())  # (-v: every option, resolved)
         phase("camera:stream-start")
@@ -599,19 +608,6 @@ class Session:
             self.exit_code = exit_code_for_signal(runner.signalled)
         else:
             self.exit_code = 1 if failed or (self.options.skipped_fails and self.skipped) else 0
-
-
-def _objects(options: SessionOptions, engine: Any) -> Any:
-    """The runner's ``objects``: with ``track`` (or ``tracks_out``) one tracker per source (its ``track_max_missed``
-    the Engine's option), else ``options.objects``."""
-    from zsseg_rt.outputs.kinds import FOUND, TRACKED, objects_needed
-
-    need = objects_needed(options)  # objects; track, tracks_out: tracked (the output kinds' rows)
-    if need != TRACKED:
-        return need == FOUND
-    from zsseg_rt.runtime.tracking import SourceTrackers
-
-    return SourceTrackers(getattr(getattr(engine, "options", None), "track_max_missed", None))
 
 
 def _describe(sink: Any) -> Optional[dict]:

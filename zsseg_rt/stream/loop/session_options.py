@@ -64,6 +64,7 @@ class SessionOptions:
     allow_partial_images: bool = False
     fit_images: bool = False  # an image over the pixel limit: read resized to fit it (with a note) instead of skipped
     skipped_fails: bool = False  # an image skipped (unreadable): exit code 1, as a failed source (zsseg segment's)
+    in_order: bool = False  # the sources one after another (zsseg segment's order); track: a tracker per sequence
     # the video filter (docs/video.md)
     live: bool = False  # the LIVE preset: one window a frame, a keyframe every 4, the cheaper flow
     stabilize: bool = False
@@ -301,6 +302,35 @@ def output_values(options: Any) -> Dict[str, Any]:
 
 
 # ---- the video filter: any object with the video options' names (SessionOptions, the command's arguments) -------
+def object_finder(options: Any, engine: Any, sources: Sequence[Any]) -> Any:
+    """The runner's ``objects``: with ``track`` (or ``tracks_out``) one tracker per source (its ``track_max_missed``
+    the Engine's option), with ``in_order`` one per sequence (:func:`sequence_key`), else ``options.objects``."""
+    from zsseg_rt.outputs.kinds import FOUND, TRACKED, objects_needed
+
+    need = objects_needed(options)  # objects; track, tracks_out: tracked (the output kinds' rows)
+    if need != TRACKED:
+        return need == FOUND
+    from zsseg_rt.runtime.tracking import SourceTrackers
+
+    trackers = SourceTrackers(getattr(getattr(engine, "options", None), "track_max_missed", None))
+    if not getattr(options, "in_order", False):  # side by side: each source's frames in its own order, one tracker each
+        return trackers
+    keys = [sequence_key(source, number) for number, source in enumerate(sources)]
+    return lambda stream, result: trackers(keys[stream], result)
+
+
+def sequence_key(source: Any, number: int) -> Any:
+    """The sequence a source's frames are part of (``zsseg_rt.input_files.sequence_of``): its video file's, its images'
+    folder's (image files named one by one in one folder: one sequence); else (a stream, a glob over several
+    folders) its own, ``number``."""
+    from zsseg_rt.input_files import sequence_of
+    from zsseg_rt.outputs.views import source_reads
+
+    [(_name, _kind, paths)] = source_reads([source], [str(number)])
+    found = {sequence_of(path) for path in paths}
+    return found.pop() if len(found) == 1 else number
+
+
 def check_video_sources(options: Any, sources: Any) -> None:
     """Refuse what the video options cannot do with these sources, before the model loads: ``--stabilize-delay``
     on a live source (its frames would wait for frames not yet filmed), or with keyframes; adaptive keyframes
