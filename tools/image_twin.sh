@@ -4,7 +4,8 @@
 #   1. makes a CPython 3.12 venv (the image's Python) holding the image's versions of what the stages import and do
 #      not carry (checks/image_twin.py image_versions: the latest record's pip freeze, e.g. numpy 2.5.2, OpenCV
 #      5.0.0.93, pytest 9.1.1, tqdm 4.70.1) and stand-ins for torch and torchvision (below);
-#   2. builds zsseg_rt's wheel for it (CUDA off: no GPU here, the CUDA tests skip as on any machine without one) and
+#   2. builds zsseg_rt's wheel for it (CUDA off: no GPU here, the CUDA tests skip as on any machine without one; the
+#      glue at -O1, ZS_QUICK_BINDINGS, below) and
 #      the artefacts from it with tools/gpu_artifacts.sh (a GoogleTest stand-in for the C++ tests, which the twin
 #      does not run; the carried wheels downloaded as for a lease), and the emulated CUDA build for 3.12;
 #   3. runs each pytest stage of checks/image_twin.py TWIN_STAGES with tools/gpu_check.sh itself (its setup: the
@@ -103,8 +104,14 @@ ZSSEG_VENV="$TWIN/buildenv" ZSSEG_EMU_BUILD="$EMU_BUILD" ZSSEG_EMU_COPY=0 \
 EMULATED="$(ls "$EMU_BUILD"/_C_emulated*cpython-312*.so)"
 say "the zsseg_rt wheel for cp312 (CUDA off) from $TREE"
 rm -rf "$TWIN/dist"
+# The kernels as a user's build compiles them (-O3); the bindings (glue) as unity sources at -O1 without LTO, as the
+# cross-compiled aarch64 test wheel builds them (ZS_QUICK_BINDINGS): the twin looks for what the image's versions
+# break, which the glue's optimisation does not change, and the product's flags are built and tested by the set-up's
+# pip build and the runtime-only one. 90 -> 37 CPU-s for this wheel with the compiler cache off (2-core EPYC); its
+# CPU kernels keep their flags (LTO was the module's, pybind11's), so they stay the runtime-only build's objects.
 (cd "$TREE" && build "$TWIN/buildenv/bin/python" -m pip wheel -q --no-build-isolation --no-deps -w "$TWIN/dist" \
-  -C cmake.define.ZS_WITH_CUDA=OFF -C "build-dir=$TREE/build/{wheel_tag}" .)
+  -C cmake.define.ZS_WITH_CUDA=OFF -C cmake.define.ZS_QUICK_BINDINGS=ON \
+  -C cmake.define.CMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF -C "build-dir=$TREE/build/{wheel_tag}" .)
 WHEEL="$(ls "$TWIN"/dist/zsseg_rt-*-cp312-*.whl)"
 say "the C++ tests' stand-in and the artefacts (tools/gpu_artifacts.sh)"
 printf '#include <gtest/gtest.h>\nTEST(ImageTwin, NotRun) { GTEST_SKIP() << "the image twin runs no C++ tests"; }\n' \
