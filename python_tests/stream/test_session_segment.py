@@ -44,6 +44,8 @@ def test_a_photo_over_the_limit_is_segmented_resized_with_fit_images_and_skipped
     notes = [message for message in caplog.messages if "segmented resized to 56x42" in message]
     assert len(notes) == 1 and "p0.png is 64x48" in notes[0], caplog.messages
     assert session.skipped == [] and session.summary["skipped"] == []
+    resized = [{"image": os.path.join(photos, "p0.png"), "from": [64, 48], "to": [56, 42]}]
+    assert session.summary["resized"] == resized
 
     caplog.clear()
     refused = tmp_path / "refused"
@@ -53,7 +55,7 @@ def test_a_photo_over_the_limit_is_segmented_resized_with_fit_images_and_skipped
     assert _visible(refused) == ["classes.json", "p1_labels.png", "p1_mask.png"]
     [(path, why)] = session.skipped
     assert path == os.path.join(photos, "p0.png") and "limit" in why, why
-    assert session.summary["skipped"] == [{"image": path, "error": why}]
+    assert session.summary["skipped"] == [{"image": path, "error": why}] and session.summary["resized"] == []
     assert any(message.startswith("skipped") and "p0.png" in message for message in caplog.messages)
 
 

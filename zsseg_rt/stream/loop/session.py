@@ -595,6 +595,8 @@ class Session:
         failed = [stream for stream in runner.streams if stream.grabber.error is not None]
         self.skipped = [skip for item in self.inputs for skip in getattr(item.source, "skipped", ())]
         summary["skipped"] = [{"image": path, "error": why} for path, why in self.skipped]  # the images not read
+        resized = [item for each in self.inputs for item in getattr(each.source, "resized", {}).items()]
+        summary["resized"] = [{"image": path, **sizes} for path, sizes in resized]  # fit_images: read resized
         log_summary(runner, summary, len(failed))
         if speed.images:
             log.info("%s", speed.line(engine.backend.name, precision, unit="frame"))
