@@ -48,6 +48,7 @@ from .gpu_stages import (
 ENGINE_TRIGGERS = (
     "csrc/cuda/segment_windows*",
     "csrc/include/zsseg/segment_windows*",
+    "csrc/bindings/segment_windows.cpp",  # a prepared plan's scratch (ordered_prebound's bounds)
     "zsseg_rt/runtime/device/postprocess_plans.py",
     "zsseg_rt/runtime/device/device_pipeline.py",
     "zsseg_rt/runtime/device/frame_batches.py",

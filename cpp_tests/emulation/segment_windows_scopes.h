@@ -42,10 +42,22 @@ class VariantScope {
 inline std::vector<int> kernel_variants(std::int64_t grid_cap, bool pruned_only = false) {
   using zsseg::segment_windows_testing::Variant;
   std::vector<int> kernels{static_cast<int>(Variant::kTiled), static_cast<int>(Variant::kColumnsChain),
-                           static_cast<int>(Variant::kOrdered)};
+                           static_cast<int>(Variant::kOrdered), static_cast<int>(Variant::kOrderedPrebound)};
   if (grid_cap > 2) kernels.push_back(static_cast<int>(Variant::kColumns));
   if (!pruned_only) kernels.push_back(static_cast<int>(Variant::kWarps));
   return kernels;
+}
+
+// segment_windows_cuda_emulated(p) with the scratch the kernel it runs needs (p.kernel, else the process-wide one:
+// ordered_prebound's bounds), then a synchronisation (the scratch is freed after it); returns the launch's status.
+inline zsseg::CudaStatus segment_windows_with_scratch(zsseg::SegmentWindowsParams p) {
+  const int32_t kernel = p.kernel >= 0 ? p.kernel : static_cast<int32_t>(zsseg::segment_windows_testing::variant());
+  std::vector<float> scratch(static_cast<std::size_t>(zsseg::segment_windows_scratch_floats(p, kernel)));
+  p.scratch = scratch.empty() ? nullptr : scratch.data();
+  p.scratch_floats = static_cast<int64_t>(scratch.size());
+  const zsseg::CudaStatus status = zsseg::segment_windows_cuda_emulated(p, nullptr);
+  const cudaError_t synced = cudaDeviceSynchronize();
+  return status != 0 ? status : static_cast<zsseg::CudaStatus>(synced);
 }
 
 }  // namespace emu_test

@@ -120,7 +120,7 @@ Outputs run_segment_windows(zsseg::SegmentWindowsParams p, BlockSchedule schedul
   Outputs out{std::vector<int32_t>(count, -7), std::vector<float>(count, -7.f)};
   p.labels = out.labels.data();
   p.scores = out.scores.data();
-  EXPECT_EQ(zsseg::segment_windows_cuda_emulated(p, nullptr), 0);
+  EXPECT_EQ(emu_test::segment_windows_with_scratch(p), 0);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   return out;
 }
@@ -202,7 +202,8 @@ TEST(BlockSchedule, SegmentWindowsKernelsGiveTheSameBitsInBothOrders) {
   std::vector<Case> cases;
   for (int mode = 0; mode < 5; ++mode) cases.push_back({mode, static_cast<int>(Variant::kTiled), 11});
   for (int kernel : {static_cast<int>(Variant::kColumns), static_cast<int>(Variant::kColumnsChain),
-                     static_cast<int>(Variant::kWarps), static_cast<int>(Variant::kOrdered)}) {
+                     static_cast<int>(Variant::kWarps), static_cast<int>(Variant::kOrdered),
+                     static_cast<int>(Variant::kOrderedPrebound)}) {
     for (int mode : {0, 1, 4}) cases.push_back({mode, kernel, 30});
   }
   zs_emu::GridCapScope two_blocks(2);

@@ -289,7 +289,7 @@ TEST(SegmentWindowsEmulated, MatchesCpu) {
           p.dtype = half ? DType::Float16 : DType::Float32;
           p.labels = got.labels.data();
           p.scores = got.scores.data();
-          ASSERT_EQ(zsseg::segment_windows_cuda_emulated(p, nullptr), 0);
+          ASSERT_EQ(emu_test::segment_windows_with_scratch(p), 0);
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
           expect_same_decisions(got, want, softmax ? "segment_windows softmax" : "segment_windows");
         }
@@ -346,7 +346,7 @@ TEST(SegmentWindowsEmulated, ManyOverlappingWindowsMatchCpu) {
           LabelsScores got{std::vector<int32_t>(count, -7), std::vector<float>(count, -7.f)};
           p.labels = got.labels.data();
           p.scores = got.scores.data();
-          ASSERT_EQ(zsseg::segment_windows_cuda_emulated(p, nullptr), 0);
+          ASSERT_EQ(emu_test::segment_windows_with_scratch(p), 0);
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
           expect_same_decisions(got, want, softmax ? "many windows softmax" : "many windows");
         }
@@ -405,7 +405,7 @@ LabelsScores run_windows(zsseg::SegmentWindowsParams p, bool cuda, bool half, co
     p.logits = logits_half.data();
     p.dtype = DType::Float16;
   }
-  EXPECT_EQ(zsseg::segment_windows_cuda_emulated(p, nullptr), 0);
+  EXPECT_EQ(emu_test::segment_windows_with_scratch(p), 0);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the emulated launch is asynchronous
   return out;
 }

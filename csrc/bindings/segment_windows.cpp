@@ -13,6 +13,12 @@
 #include "window_args.h"
 #include "zsseg/segment_windows.h"
 
+#ifdef ZSSEG_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "cuda/segment_windows_testing.cuh"  // after the runtime (as testing.cpp): the process-wide kernel
+#endif
+
 namespace zsseg_py {
 namespace {
 
@@ -48,6 +54,7 @@ struct SegmentWindowsCall {
   std::vector<zsseg::WindowPlacement> windows;
   std::vector<std::uint8_t> class_drop;
   Output labels, scores;
+  Output scratch;  // the kernel's device scratch (ordered_prebound's bounds), when it needs one
   zsseg::SegmentWindowsParams p;
   // p's host pointers into this object's own vectors (again after a move)
   void bind() {
@@ -130,6 +137,26 @@ SegmentWindowsCall parse_call(const ArgParser& args, py::handle logits_obj, py::
   return c;
 }
 
+// The kernel an op call's launch runs (SegmentWindowsParams::kernel = -1): the process-wide one
+// (segment_windows_testing::set_variant); -1 in a build without CUDA.
+std::int32_t process_wide_kernel() {
+#ifdef ZSSEG_WITH_CUDA
+  return static_cast<std::int32_t>(zsseg::segment_windows_testing::variant());
+#else
+  return -1;
+#endif
+}
+
+// Allocates on the call's device the scratch `kernel` needs for this call (ordered_prebound: 2 floats per logit),
+// if any: an op call's per call, a plan's once (its launches reuse it; never while a stream is being captured).
+void attach_scratch(const ArgParser& args, SegmentWindowsCall& c, std::int32_t kernel) {
+  const std::int64_t floats = zsseg::segment_windows_scratch_floats(c.p, kernel);
+  if (!c.where.is_cuda() || floats == 0) return;
+  c.scratch = args.output("scratch", {floats}, ElemType::Float32, c.where);
+  c.p.scratch = c.scratch.ptr<float>();
+  c.p.scratch_floats = floats;
+}
+
 // Runs a parsed call: the CUDA launch (its status checked by `args` when given: an op call's completion event and
 // owners; a plan checks the status itself) or the CPU kernel without the GIL.
 zsseg::CudaStatus run_call(const SegmentWindowsCall& c, const ArgParser& args, zsseg::Stream stream) {
@@ -151,9 +178,10 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
                           double logit_scale, py::handle class_drop_obj, py::handle class_of_obj, py::handle out_obj,
                           std::int64_t stream) {
   ArgParser args("segment_windows", stream);
-  const SegmentWindowsCall c =
+  SegmentWindowsCall c =
       parse_call(args, logits_obj, windows_obj, head_size, scaled_size, output_size, class_bias_obj, apply_sigmoid,
                  softmax, logit_scale, class_drop_obj, class_of_obj, out_obj, BiasCheck::Device);
+  attach_scratch(args, c, process_wide_kernel());
   const zsseg::CudaStatus status = run_call(c, args, args.stream());
   if (c.where.is_cuda()) {
     CudaDeviceGuard guard(c.where);
@@ -192,7 +220,10 @@ class SegmentWindowsPlan {
     call_ = parse_call(args_, logits, windows, head_size, scaled_size, output_size, class_bias, apply_sigmoid, false,
                        1.0, py::none(), py::none(), out, bias_checked ? BiasCheck::Caller : BiasCheck::ReadBack);
     call_.p.kernel = kernel_index;
+    // kernel None: the process-wide one at each launch, which may be ordered_prebound by then
+    attach_scratch(args_, call_, kernel_index >= 0 ? kernel_index : zsseg::kSegmentWindowsPreboundKernel);
     owners_ = {call_.logits.keep_alive, call_.labels.array, call_.scores.array};
+    if (call_.scratch.array) owners_.push_back(call_.scratch.array);
     if (call_.bias) owners_.push_back(call_.bias->keep_alive);
   }
   ~SegmentWindowsPlan() {

@@ -281,12 +281,15 @@ void register_segment_windows_variants(py::module_& t) {
         counters["fast_tiles"] = stats.fast_tiles;
         counters["chained_rows"] = stats.chained_rows;
         counters["warp_tiles"] = stats.warp_tiles;
+        counters["bound_loads"] = stats.bound_loads;
+        counters["prebound_loads"] = stats.prebound_loads;
         return counters;
       },
       py::arg("reset") = false,
       "What the sigmoid path's launches did since the last reset (emulated build only; zeros on a GPU): tiles, "
       "classes, kept, fast_tiles, chained_rows (the columns_chain kernel's chained rows: which kernel ran), "
-      "warp_tiles (the tiles the warps kernel ran); "
+      "warp_tiles (the tiles the warps kernel ran), bound_loads (the global loads of the tiles' bound passes), "
+      "prebound_loads (the logits ordered_prebound's first launch read); "
       "reset=True starts them again after reading.");
 }
 

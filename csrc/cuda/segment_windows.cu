@@ -51,7 +51,8 @@
 // Files: this one (the launcher: tile size, the form, the testing hooks), segment_windows_tiles.cuh (what the
 // kernels share), segment_windows_tiled.cu, segment_windows_softmax.cu, segment_windows_direct.cu,
 // segment_windows_warps.cu (the sigmoid path's `warps` candidate: no pruning, no barrier per class chunk) (the
-// kernels); segment_windows_ordered.cuh (the `ordered` candidate's branch and bound on the tiled kernel's fast tiles).
+// kernels); segment_windows_ordered.cuh (the `ordered` candidate's branch and bound on the tiled kernel's fast tiles);
+// segment_windows_prebound.cuh (`ordered_prebound`: `ordered` with its tiles' bounds from a first launch's blocks).
 #include <atomic>
 #include <cmath>
 
@@ -67,6 +68,7 @@ namespace sw_cuda {
 inline namespace emulated {
 std::atomic<int64_t> g_stat_tiles{0}, g_stat_classes{0}, g_stat_kept{0}, g_stat_fast{0}, g_stat_chained{0};
 std::atomic<int64_t> g_stat_warp_tiles{0};
+std::atomic<int64_t> g_stat_bound_loads{0}, g_stat_prebound_loads{0};
 }  // namespace emulated
 #endif
 namespace {
@@ -179,7 +181,9 @@ CudaStatus launch(const SegmentWindowsParams& p, cudaStream_t stream) {
   d.sigmoid = p.apply_sigmoid && !p.softmax;
   const auto pruning = static_cast<segment_windows_testing::Pruning>(g_pruning.load());
   d.prune = d.sigmoid && p.classes <= kMaxPruneClasses && pruning != segment_windows_testing::Pruning::kOff;
-  d.drop = pruning == segment_windows_testing::Pruning::kOn;
+  d.drop = pruning == segment_windows_testing::Pruning::kOn ||
+           pruning == segment_windows_testing::Pruning::kPreboundCellsOnly;
+  d.prebound_cells_only = pruning == segment_windows_testing::Pruning::kPreboundCellsOnly;
   d.logit_scale = p.logit_scale;
   if (p.kernel < -1 || p.kernel >= kSegmentWindowsKernelCount) return static_cast<CudaStatus>(cudaErrorInvalidValue);
   d.variant = p.kernel >= 0 ? p.kernel : g_variant.load();  // the call's own kernel, else the process-wide one
@@ -216,6 +220,14 @@ CudaStatus launch(const SegmentWindowsParams& p, cudaStream_t stream) {
     launch_softmax(static_cast<const T*>(p.logits), table, d, p, grid, stream);
     return static_cast<CudaStatus>(cudaGetLastError());
   }
+  if (d.sigmoid && d.prune && d.variant == kSegmentWindowsPreboundKernel) {  // its first launch's scratch
+    const int64_t needed = segment_windows_scratch_floats(p, d.variant);
+    if (p.scratch == nullptr || p.scratch_floats < needed) return static_cast<CudaStatus>(cudaErrorInvalidValue);
+#if defined(ZS_CUDA_EMULATION)
+    const int64_t cells = d.prebound_cells_only ? int64_t{d.in_h} * d.in_w : int64_t{2 * d.in_h - 1} * (2 * d.in_w - 1);
+    g_stat_prebound_loads += int64_t{d.num_windows} * d.classes * cells;  // sum over logits of their block's size
+#endif
+  }
   launch_tiled(static_cast<const T*>(p.logits), table, d, p, grid, stream);
   return static_cast<CudaStatus>(cudaGetLastError());
 }
@@ -247,6 +259,8 @@ segment_windows_testing::PruneStats segment_windows_testing::prune_stats() {
   stats.fast_tiles = g_stat_fast.load();
   stats.chained_rows = g_stat_chained.load();
   stats.warp_tiles = g_stat_warp_tiles.load();
+  stats.bound_loads = g_stat_bound_loads.load();
+  stats.prebound_loads = g_stat_prebound_loads.load();
 #endif
   return stats;
 }
@@ -258,6 +272,8 @@ void segment_windows_testing::reset_prune_stats() {
   g_stat_fast = 0;
   g_stat_chained = 0;
   g_stat_warp_tiles = 0;
+  g_stat_bound_loads = 0;
+  g_stat_prebound_loads = 0;
 #endif
 }
 

@@ -22,25 +22,15 @@ __device__ __forceinline__ int32_t thread_index_here() {
 #endif
 }
 
-// Lists in s.listed the classes that can win a pixel of the tile (all classes unless d.drop), in class order, and
-// sets s.listed_count and s.tame. Thread t owns the contiguous classes [t q, t q + q), q = ceil(C / 256) <= 4.
-// Ends with a barrier.
+// The logits of class c the tile's footprint reads, from the window logits themselves: every logit of each slot's
+// rectangle (s.slot_rows x s.slot_cols). range() widens [lo, hi] by them and clears tame on a NaN, an infinity or
+// |x| > kTameLogit; loads_per_class() is how many it reads (the emulated build's count).
 template <typename T>
-__device__ void bound_pass(const T* __restrict__ logits, const Dims& d, const float* __restrict__ class_bias,
-                           TileSmem& s) {
-  const int32_t tid = thread_index_here(), warp = tid / 32, lane = tid % 32;
-  const int32_t classes = d.classes, per_thread = (classes + kThreads - 1) / kThreads;
-  const int32_t c_begin = tid * per_thread, c_end = c_begin + per_thread < classes ? c_begin + per_thread : classes;
-  const int32_t plane = d.in_h * d.in_w;
-  float* const upper = &s.merged[0][0];               // [classes] upper bound (+inf: wild, always listed)
-  float* const lower_max = upper + kMaxPruneClasses;  // [kThreads] the thread's largest tame lower bound
-  float* const deep = lower_max + kThreads;           // [classes] 1: a logit below kDeepLogit
-  static_assert(2 * kMaxPruneClasses + kThreads <= kChunk * kFootprintCap, "bounds fit in smem.merged");
-  float lower_best = -INFINITY;
-  bool steep = false;  // a logit beyond +-kGentleLogit: the chained exponentials stay off in this tile
-  for (int32_t c = c_begin; c < c_end; ++c) {
-    float lo = INFINITY, hi = -INFINITY;
-    bool tame = true;
+struct FootprintLogits {
+  const T* __restrict__ logits;
+  __device__ __forceinline__ void range(const Dims& d, const TileSmem& s, int32_t c, float& lo, float& hi,
+                                        bool& tame) const {
+    const int32_t classes = d.classes, plane = d.in_h * d.in_w;
     for (int32_t slot = 0; slot < s.slots; ++slot) {
       const int32_t rows = s.slot_rows[slot][1], cols = s.slot_cols[slot][1];
       const T* p = logits + (static_cast<int64_t>(s.slot_window[slot]) * classes + c) * plane +
@@ -70,6 +60,33 @@ __device__ void bound_pass(const T* __restrict__ logits, const Dims& d, const fl
         }
       }
     }
+  }
+  __device__ __forceinline__ int64_t loads_per_class(const TileSmem& s) const {
+    int64_t loads = 0;
+    for (int32_t slot = 0; slot < s.slots; ++slot) loads += s.slot_rows[slot][1] * s.slot_cols[slot][1];
+    return loads;
+  }
+};
+
+// Lists in s.listed the classes that can win a pixel of the tile (all classes unless d.drop), in class order, and
+// sets s.listed_count and s.tame, from each class's logit range over the footprint as `source` gives it
+// (FootprintLogits, or segment_windows_prebound.cuh's PreboundBlocks). Thread t owns the contiguous classes
+// [t q, t q + q), q = ceil(C / 256) <= 4. Ends with a barrier.
+template <typename Source>
+__device__ void bound_pass_of(const Source& source, const Dims& d, const float* __restrict__ class_bias, TileSmem& s) {
+  const int32_t tid = thread_index_here(), warp = tid / 32, lane = tid % 32;
+  const int32_t classes = d.classes, per_thread = (classes + kThreads - 1) / kThreads;
+  const int32_t c_begin = tid * per_thread, c_end = c_begin + per_thread < classes ? c_begin + per_thread : classes;
+  float* const upper = &s.merged[0][0];               // [classes] upper bound (+inf: wild, always listed)
+  float* const lower_max = upper + kMaxPruneClasses;  // [kThreads] the thread's largest tame lower bound
+  float* const deep = lower_max + kThreads;           // [classes] 1: a logit below kDeepLogit
+  static_assert(2 * kMaxPruneClasses + kThreads <= kChunk * kFootprintCap, "bounds fit in smem.merged");
+  float lower_best = -INFINITY;
+  bool steep = false;  // a logit beyond +-kGentleLogit: the chained exponentials stay off in this tile
+  for (int32_t c = c_begin; c < c_end; ++c) {
+    float lo = INFINITY, hi = -INFINITY;
+    bool tame = true;
+    source.range(d, s, c, lo, hi, tame);
     const float bias = class_bias != nullptr ? __ldg(class_bias + c) : 0.f;
     const float slack = kPruneSlack * (1.f + fabsf(bias));
     float lower = INFINITY, high = -INFINITY;  // no logit read (a footprint in no window): only the zeros below
@@ -141,9 +158,17 @@ __device__ void bound_pass(const T* __restrict__ logits, const Dims& d, const fl
     g_stat_classes += classes;
     g_stat_kept += total & 0xffff;
     g_stat_fast += (total >> 16) == 0 ? 1 : 0;
+    g_stat_bound_loads += classes * source.loads_per_class(s);
 #endif
   }
   __syncthreads();
+}
+
+// The bound pass from the window logits (every tiled variant but ordered_prebound).
+template <typename T>
+__device__ __forceinline__ void bound_pass(const T* __restrict__ logits, const Dims& d,
+                                           const float* __restrict__ class_bias, TileSmem& s) {
+  bound_pass_of(FootprintLogits<T>{logits}, d, class_bias, s);
 }
 
 }  // namespace

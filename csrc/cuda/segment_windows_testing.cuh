@@ -16,9 +16,11 @@ inline namespace device {
 #endif
 
 enum class Pruning {
-  kOn,          // default: per tile, classes whose upper bound is below another class's lower bound are skipped
-  kBoundsOnly,  // the bound pass runs (and selects the same arithmetic) but every class is evaluated
-  kOff,         // no bound pass: the generic arithmetic for every tile (what runs when classes > 1024)
+  kOn,                 // default: per tile, classes whose upper bound is below another class's lower bound are skipped
+  kBoundsOnly,         // the bound pass runs (and selects the same arithmetic) but every class is evaluated
+  kOff,                // no bound pass: the generic arithmetic for every tile (what runs when classes > 1024)
+  kPreboundCellsOnly,  // kOn, and (a control: wrong bounds, so wrong labels) the ordered_prebound kernel's first
+                       // launch takes each block's first logit alone instead of its 2 x 2 cells
 };
 
 // Process-wide; set it before a launch (the launcher reads it when the op is called).
@@ -41,20 +43,24 @@ enum class Variant {
   kOrdered,       // kTiled, and on its fast tiles branch and bound (segment_windows_ordered.cuh): the chunk of the 8
                   // highest upper bounds first, then only the classes whose upper bound reaches the tile's smallest
                   // best value, in class order; __launch_bounds__(256, 2)
+  kOrderedPrebound,  // kOrdered, its bound pass reading a first launch's per-block bounds of the logits (2 x 2
+                     // cells each: segment_windows_prebound.cuh) instead of every logit of the tile's footprint
 };
-constexpr int kVariants = 5;
+constexpr int kVariants = 6;
 void set_variant(Variant variant);
 Variant variant();
 
 // What the sigmoid path's bound pass did since the last reset, summed over tiles: counted by the emulated build
 // only (a GPU build returns zeros: counting there would cost an atomic per tile).
 struct PruneStats {
-  int64_t tiles = 0;         // tiles that ran the bound pass
-  int64_t classes = 0;       // classes considered (tiles x C)
-  int64_t kept = 0;          // classes evaluated
-  int64_t fast_tiles = 0;    // tiles whose logits were all finite and |x| <= 1e30 (the fast arithmetic)
-  int64_t chained_rows = 0;  // Variant::kColumnsChain: footprint rows (per window) whose 2^t was chained
-  int64_t warp_tiles = 0;    // Variant::kWarps: output tiles its kernel ran (0: the launcher ran another)
+  int64_t tiles = 0;           // tiles that ran the bound pass
+  int64_t classes = 0;         // classes considered (tiles x C)
+  int64_t kept = 0;            // classes evaluated
+  int64_t fast_tiles = 0;      // tiles whose logits were all finite and |x| <= 1e30 (the fast arithmetic)
+  int64_t chained_rows = 0;    // Variant::kColumnsChain: footprint rows (per window) whose 2^t was chained
+  int64_t warp_tiles = 0;      // Variant::kWarps: output tiles its kernel ran (0: the launcher ran another)
+  int64_t bound_loads = 0;     // global loads of the tiles' bound passes (a logit, or a prebound block's pair)
+  int64_t prebound_loads = 0;  // Variant::kOrderedPrebound: the logits its first launch read (every logit <= 4x)
 };
 PruneStats prune_stats();
 void reset_prune_stats();

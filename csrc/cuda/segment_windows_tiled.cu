@@ -6,6 +6,7 @@
 #include "segment_windows_bounds.cuh"
 #include "segment_windows_columns.cuh"
 #include "segment_windows_ordered.cuh"
+#include "segment_windows_prebound.cuh"
 #include "segment_windows_testing.cuh"
 #include "segment_windows_tiles.cuh"
 
@@ -269,7 +270,8 @@ template <int V>
 struct VariantTraits {
   static constexpr bool kColumnForm =
       V == static_cast<int>(Variant::kColumns) || V == static_cast<int>(Variant::kColumnsChain);
-  static constexpr bool kOrdered = V == static_cast<int>(Variant::kOrdered);
+  static constexpr bool kPrebound = V == static_cast<int>(Variant::kOrderedPrebound);  // ordered, bounds precomputed
+  static constexpr bool kOrdered = V == static_cast<int>(Variant::kOrdered) || kPrebound;
   static constexpr int kMinBlocks = kColumnForm ? 4 : 2;
   using Smem = typename std::conditional<kColumnForm, ColumnSmem,
                                          typename std::conditional<kOrdered, OrderedSmem, TileSmem>::type>::type;
@@ -288,7 +290,7 @@ template <typename T, bool Sigmoid, int V>
 __global__ void __launch_bounds__(kThreads, VariantTraits<V>::kMinBlocks)
     segment_windows_kernel(const T* __restrict__ logits, WindowTable table, Dims d,
                            const float* __restrict__ class_bias, int32_t* __restrict__ labels,
-                           float* __restrict__ scores) {
+                           float* __restrict__ scores, const float2* __restrict__ prebound) {
   __shared__ typename VariantTraits<V>::Smem smem;
   TileSmem& s = tile_smem(smem);
   for (int32_t tile_y = static_cast<int32_t>(blockIdx.y); tile_y < d.tiles_y; tile_y += gridDim.y) {
@@ -302,7 +304,11 @@ __global__ void __launch_bounds__(kThreads, VariantTraits<V>::kMinBlocks)
                                                                         d.prune, d.prune ? s.listed_count : d.classes,
                                                                         labels, scores, smem);
       } else if (Sigmoid && d.prune) {
-        bound_pass(logits, d, class_bias, s);
+        if constexpr (VariantTraits<V>::kPrebound) {  // the first launch's blocks (segment_windows_prebound.cuh)
+          bound_pass_of(PreboundBlocks{prebound}, d, class_bias, s);
+        } else {
+          bound_pass(logits, d, class_bias, s);
+        }
         if (s.tame && s.same_rows && s.slots <= 2) {
           if constexpr (VariantTraits<V>::kOrdered) {
             const bool bounded = d.drop && s.listed_count > kChunk;  // (block-uniform)
@@ -329,22 +335,34 @@ template <typename T>
 void launch_tiled(const T* logits, const WindowTable& table, const Dims& d, const SegmentWindowsParams& p, dim3 grid,
                   cudaStream_t stream) {
   // (a template-id with a comma cannot be a macro argument)
-  using Kernel = void (*)(const T*, WindowTable, Dims, const float*, int32_t*, float*);
+  using Kernel = void (*)(const T*, WindowTable, Dims, const float*, int32_t*, float*, const float2*);
   constexpr int kTiled = static_cast<int>(Variant::kTiled), kColumns = static_cast<int>(Variant::kColumns);
   constexpr int kChain = static_cast<int>(Variant::kColumnsChain), kOrdered = static_cast<int>(Variant::kOrdered);
+  constexpr int kPrebound = static_cast<int>(Variant::kOrderedPrebound);
   Kernel segment_windows_tiled_kernel = &segment_windows_kernel<T, false, kTiled>;  // identity: one kernel
   if (d.sigmoid) {
     // (Variant::kWarps is segment_windows_warps.cu's: the launcher sets kTiled where that kernel does not run)
     const Kernel sigmoid_kernels[] = {
-        &segment_windows_kernel<T, true, kTiled>, &segment_windows_kernel<T, true, kColumns>,
-        &segment_windows_kernel<T, true, kChain>, nullptr, &segment_windows_kernel<T, true, kOrdered>};
+        &segment_windows_kernel<T, true, kTiled>,   &segment_windows_kernel<T, true, kColumns>,
+        &segment_windows_kernel<T, true, kChain>,   nullptr,
+        &segment_windows_kernel<T, true, kOrdered>, &segment_windows_kernel<T, true, kPrebound>};
     static_assert(sizeof(sigmoid_kernels) / sizeof(Kernel) == segment_windows_testing::kVariants, "a kernel each");
     static_assert(static_cast<int>(Variant::kWarps) == 3, "the warps kernel's slot is the null one");
     if (d.variant < 0 || d.variant >= segment_windows_testing::kVariants) return;  // (unreachable: the launcher)
     if (sigmoid_kernels[d.variant] == nullptr) return;                             // (unreachable: the launcher)
     segment_windows_tiled_kernel = sigmoid_kernels[d.variant];
   }
-  ZS_LAUNCH(segment_windows_tiled_kernel, grid, kThreads, stream, logits, table, d, p.class_bias, p.labels, p.scores);
+  float2* prebound = nullptr;  // ordered_prebound with the bound pass: launch 1 (the launcher checked the scratch)
+  if (d.sigmoid && d.prune && d.variant == kPrebound) {
+    prebound = reinterpret_cast<float2*>(p.scratch);
+    const int64_t logits_count = static_cast<int64_t>(d.num_windows) * d.classes * d.in_h * d.in_w;
+    const int64_t blocks = (logits_count + kPreboundThreads - 1) / kPreboundThreads;
+    const unsigned int grid1 = static_cast<unsigned int>(blocks > ZS_CUDA_GRID_CAP ? ZS_CUDA_GRID_CAP : blocks);
+    ZS_LAUNCH(segment_windows_prebound_kernel<T>, grid1, kPreboundThreads, stream, logits, d, prebound,
+              d.prebound_cells_only);
+  }
+  ZS_LAUNCH(segment_windows_tiled_kernel, grid, kThreads, stream, logits, table, d, p.class_bias, p.labels, p.scores,
+            static_cast<const float2*>(prebound));
 }
 
 ZS_SW_INSTANTIATE_LAUNCH(launch_tiled, dim3);

@@ -67,12 +67,14 @@ struct Dims {
   float logit_scale;  // softmax only
   int32_t variant;    // the sigmoid path's kernel (segment_windows_testing::Variant)
   bool chain;         // kColumnsChain and a power-of-two head scale: 2^t may be chained along rows
+  bool prebound_cells_only;  // Pruning::kPreboundCellsOnly (a test control): ordered_prebound's blocks of one logit
 };
 
 #if defined(ZS_CUDA_EMULATION)
 // What the bound pass did (emulated build only; defined in segment_windows.cu, read by the testing hooks).
 extern std::atomic<int64_t> g_stat_tiles, g_stat_classes, g_stat_kept, g_stat_fast, g_stat_chained;
-extern std::atomic<int64_t> g_stat_warp_tiles;  // tiles the `warps` kernel ran
+extern std::atomic<int64_t> g_stat_warp_tiles;                          // tiles the `warps` kernel ran
+extern std::atomic<int64_t> g_stat_bound_loads, g_stat_prebound_loads;  // the bound pass's global loads
 #endif
 
 // The kernels' launches, one per file (errors are read by the caller with cudaGetLastError).

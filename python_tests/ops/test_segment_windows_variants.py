@@ -74,7 +74,9 @@ def test_the_variant_setter_names_what_it_takes(variants):
     assert testing.segment_windows_variant() == "tiled"  # the default: what the library runs
     assert testing.segment_windows_variant(names[-1]) == "tiled"  # returns the one before
     assert testing.segment_windows_variant() == names[-1]
-    with pytest.raises(ValueError, match="one of tiled, columns, columns_chain, warps, ordered, got 'fastest'"):
+    with pytest.raises(
+        ValueError, match="one of tiled, columns, columns_chain, warps, ordered, ordered_prebound, got 'fastest'"
+    ):
         testing.segment_windows_variant("fastest")
     assert testing.segment_windows_variant() == names[-1]  # a refused name changes nothing
 

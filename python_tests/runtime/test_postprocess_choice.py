@@ -22,7 +22,14 @@ from zsseg_rt.runtime.device.postprocess_choice import PostprocessKernels, descr
 HEAD, SCALED, OUT = (16, 16), (16, 21), (12, 16)
 WINDOWS = tuple(tuple(int(v) for v in w) for w in pipeline.sliding_windows(SCALED[0], SCALED[1], HEAD[0], 11))
 # us per launch, as the scripted clock says
-TIMES = {"tiled": 30.0, "columns": 10.0, "columns_chain": 20.0, "warps": 40.0, "ordered": 50.0}
+TIMES = {
+    "tiled": 30.0,
+    "columns": 10.0,
+    "columns_chain": 20.0,
+    "warps": 40.0,
+    "ordered": 50.0,
+    "ordered_prebound": 60.0,
+}
 
 
 class ScriptedTimer:
@@ -104,17 +111,21 @@ def test_a_candidate_that_raises_or_differs_is_never_chosen():
         plan = make_plan(kernel, out)
         return WrongLabels(plan, out) if kernel == "columns_chain" else plan
 
-    timer = ScriptedTimer({"tiled": 30.0, "columns": 1.0, "columns_chain": 2.0, "warps": 40.0, "ordered": 50.0})
+    timer = ScriptedTimer(
+        {"tiled": 30.0, "columns": 1.0, "columns_chain": 2.0, "warps": 40.0, "ordered": 50.0, "ordered_prebound": 60.0}
+    )
     kernels = PostprocessKernels("auto", timer=timer)
     assert kernels.kernel_for(geometry, HostMemory(), faulty) == "tiled"
-    assert set(timer.calls) == {"tiled", "warps", "ordered"}  # warps and ordered pass their checks: timed, slower
+    # warps, ordered and ordered_prebound pass their checks: timed, slower
+    assert set(timer.calls) == {"tiled", "warps", "ordered", "ordered_prebound"}
     (entry,) = kernels.report()["choices"]
     assert entry["failed"]["columns"] == "RuntimeError: injected launch failure"
     assert "of the labels equal the reference's" in entry["failed"]["columns_chain"]
-    assert list(entry["us"]) == ["tiled", "warps", "ordered"]
+    assert list(entry["us"]) == ["tiled", "warps", "ordered", "ordered_prebound"]
     line = describe(kernels.report())
     assert line.startswith(
-        "post-processing kernel: tiled at C=5 12x16 (timed: tiled 30.0 us, warps 40.0 us, ordered 50.0 us; columns "
+        "post-processing kernel: tiled at C=5 12x16 (timed: tiled 30.0 us, warps 40.0 us, ordered 50.0 us, "
+        "ordered_prebound 60.0 us; columns "
         "failed"
     )
     control = PostprocessKernels("auto", timer=ScriptedTimer(timer.us))
@@ -181,9 +192,7 @@ def test_nothing_is_chosen_inside_a_capture():
 
 
 def test_an_unknown_kernel_is_refused_in_one_line():
-    words = (
-        r"^postprocess_kernel: expected one of 'auto', 'tiled', 'columns', 'columns_chain', 'warps', 'ordered', got "
-    )
+    words = r"^postprocess_kernel: expected one of 'auto', 'tiled', 'columns', 'columns_chain', 'warps', 'ordered', 'ordered_prebound', got "
     with pytest.raises(ValueError, match=words + "'fastest'$"):  # the row's words, as Engine(...) says them
         PostprocessKernels("fastest")
     with pytest.raises(ValueError, match=r"^postprocess_kernel: expected one of 'auto', 'tiled', got 'columns'$"):
@@ -251,11 +260,13 @@ def test_a_plan_names_its_kernel_or_none():
     out = (np.zeros(OUT, np.int32), np.zeros(OUT, np.float32))
     assert make_plan("columns", out).kernel == "columns" and make_plan(None, out).kernel is None
     with pytest.raises(
-        ValueError, match=r"kernel must be None or one of tiled, columns, columns_chain, warps, ordered, got 'fast'$"
+        ValueError,
+        match=r"kernel must be None or one of tiled, columns, columns_chain, warps, ordered, ordered_prebound, got 'fast'$",
     ):
         make_plan("fast", out)
     with pytest.raises(
-        TypeError, match=r"kernel must be None or one of tiled, columns, columns_chain, warps, ordered, got int$"
+        TypeError,
+        match=r"kernel must be None or one of tiled, columns, columns_chain, warps, ordered, ordered_prebound, got int$",
     ):
         make_plan(1, out)
 

@@ -99,7 +99,14 @@ def test_the_kernel_is_timed_on_the_first_frame_before_its_graph_is_captured(met
     """auto: every candidate checked (all pass: the same decisions) and timed on the first frame, eagerly, before
     any capture; the fastest by the clock is the plan's kernel, which the captured graph replays (its first replay
     checked against the eager frame)."""
-    times = {"tiled": 30.0, "columns": 20.0, "columns_chain": 10.0, "warps": 40.0, "ordered": 50.0}
+    times = {
+        "tiled": 30.0,
+        "columns": 20.0,
+        "columns_chain": 10.0,
+        "warps": 40.0,
+        "ordered": 50.0,
+        "ordered_prebound": 60.0,
+    }
     pipe = _pipe(meta, PostprocessKernels("auto", repeats=1, rounds=2), graphs=True)
     timer = pipe.kernels.timer = ScriptedTimer(times, pipe.memory, pipe.graphs)
     frame = _frame()
@@ -148,7 +155,14 @@ def test_a_candidate_that_fails_is_never_chosen(meta, monkeypatch):
             raise RuntimeError("injected: the kernel cannot launch here")
         return real(*args, kernel=kernel, **kwargs)
 
-    times = {"tiled": 30.0, "columns": 1.0, "columns_chain": 10.0, "warps": 40.0, "ordered": 50.0}
+    times = {
+        "tiled": 30.0,
+        "columns": 1.0,
+        "columns_chain": 10.0,
+        "warps": 40.0,
+        "ordered": 50.0,
+        "ordered_prebound": 60.0,
+    }
     for inject, chosen in ((True, "columns_chain"), (False, "columns")):
         with monkeypatch.context() as patched:
             if inject:
@@ -217,7 +231,9 @@ def test_the_engine_chooses_again_for_a_new_class_count_and_reports_it(tiny_bund
     their times are in ``Engine.device_stats``."""
     engine = Engine(tiny_bundle, classes=["person", "cat", "sofa"], backend="onnxruntime")
     memory = CudaMemory(RuntimeDriver())
-    timer = ScriptedTimer({"tiled": 3.0, "columns": 2.0, "columns_chain": 1.0, "warps": 5.0, "ordered": 6.0})
+    timer = ScriptedTimer(
+        {"tiled": 3.0, "columns": 2.0, "columns_chain": 1.0, "warps": 5.0, "ordered": 6.0, "ordered_prebound": 7.0}
+    )
     kernels = PostprocessKernels("auto", timer=timer, repeats=1, rounds=1)
     engine.pipeline.device = DevicePipeline(engine.meta, HostGraphExecutor(engine.backend, memory), 4,
                                             postprocess_kernel=kernels)  # fmt: skip
@@ -244,6 +260,7 @@ def test_the_engine_chooses_again_for_a_new_class_count_and_reports_it(tiny_bund
             "columns_chain": 9.0,
             "warps": 5.0,
             "ordered": 6.0,
+            "ordered_prebound": 7.0,
         }
     finally:
         memory.synchronize()

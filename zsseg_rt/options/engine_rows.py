@@ -7,7 +7,7 @@ from zsseg_rt.options.table import EngineOption, Made, OptionTable
 
 # the CUDA post-processing's kernels (ops.segment_windows_kernels(), the native list, read here without the native
 # module; python_tests/runtime/test_postprocess_choice.py checks they are the same): the first is the reference
-POSTPROCESS_KERNELS = ("tiled", "columns", "columns_chain", "warps", "ordered")
+POSTPROCESS_KERNELS = ("tiled", "columns", "columns_chain", "warps", "ordered", "ordered_prebound")
 # the device pipeline's image encoder variants (runtime/device/encoder_choice.py; the torch backend's:
 # export/torch_encoders.py): the first is the reference, the bundle's graph at the Engine's precision
 ENCODER_VARIANTS = ("graph", "compiled", "fp8")

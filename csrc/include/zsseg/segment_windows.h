@@ -55,12 +55,28 @@ struct SegmentWindowsParams {
   // set another). A prepared plan names its own (the device pipeline's choice, per pipeline: nothing another caller
   // sets changes it). Every kernel gives the CPU op's results up to fp32 rounding; the CPU path ignores it.
   int32_t kernel = -1;
+  // CUDA, the `ordered_prebound` kernel only: device scratch of segment_windows_scratch_floats(params, kernel) floats
+  // (its first launch's per-block bounds; a prepared plan allocates it once, an op call per call). Another kernel,
+  // or the CPU path, ignores it; that kernel without it (or with fewer floats) is refused (cudaErrorInvalidValue).
+  float* scratch = nullptr;
+  int64_t scratch_floats = 0;
 };
 
 // The sigmoid path's CUDA kernel candidates by name, in the order of segment_windows_testing::Variant (csrc/cuda/
 // segment_windows_testing.cuh): SegmentWindowsParams::kernel indexes this list; the first is the default.
-inline constexpr const char* kSegmentWindowsKernels[] = {"tiled", "columns", "columns_chain", "warps", "ordered"};
-inline constexpr int kSegmentWindowsKernelCount = 5;
+inline constexpr const char* kSegmentWindowsKernels[] = {"tiled", "columns", "columns_chain",
+                                                         "warps", "ordered", "ordered_prebound"};
+inline constexpr int kSegmentWindowsKernelCount = 6;
+// `ordered_prebound` (csrc/cuda/segment_windows_prebound.cuh): `ordered` whose tiles read their class bounds from a
+// first launch's per-block minima and maxima of the logits (2 floats per logit) instead of their whole footprint.
+inline constexpr int kSegmentWindowsPreboundKernel = 5;
+
+// The floats of SegmentWindowsParams::scratch a CUDA launch of `params` with `kernel` (an index of
+// kSegmentWindowsKernels; -1: none known) needs: 2 per logit for ordered_prebound on the sigmoid path, else 0.
+inline int64_t segment_windows_scratch_floats(const SegmentWindowsParams& params, int32_t kernel) {
+  if (kernel != kSegmentWindowsPreboundKernel || !params.apply_sigmoid || params.softmax) return 0;
+  return 2 * params.num_windows * params.classes * params.in_height * params.in_width;
+}
 
 // CPU (OpenMP over output rows). Returns false when some rescaled pixel is covered by no window (outputs are
 // then unspecified); the caller validates the windows first, so this is a second line of defence.

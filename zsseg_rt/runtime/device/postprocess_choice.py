@@ -1,8 +1,9 @@
 """The device pipeline's post-processing kernel, chosen by measurement on the device it runs on.
 
 ``ops.segment_windows``' CUDA sigmoid path has several exact kernels (``ops.segment_windows_kernels()``: tiled,
-columns, columns_chain, warps, ordered; docs/gpu.md, "Post-processing candidates"); which one is fastest depends on the
-GPU, the geometry, the class count and the logits (``ordered`` prunes most where a few classes win), and a lease is
+columns, columns_chain, warps, ordered, ordered_prebound; docs/gpu.md, "Post-processing candidates"); which one is
+fastest depends on the GPU, the geometry, the class count and the logits (``ordered`` prunes most where a few classes
+win; ``ordered_prebound`` is ``ordered`` with its tiles' bounds from a first launch), and a lease is
 too rare to decide it for every user by a commit. So the Engine's
 ``postprocess_kernel`` option (``--postprocess-kernel``) says how a device pipeline picks its kernel:
 
