@@ -189,3 +189,18 @@ def test_a_write_the_disk_refuses_stops_the_run_and_says_how_far_it_got(tmp_path
     assert message.startswith(f"cannot write {str(out / 'p1_overlay.png')!r}: No space left on device"), message
     assert "; stopped at image 2 of 4 (the views of the 1 before it are kept; the others were not written)" in message
     assert _visible(out) == ["classes.json", "p0_overlay.png"]
+
+
+def test_each_run_into_the_next_numbered_folder_as_segment_numbers_them(tmp_path, tiny_bundle):
+    """``next_run_directory``: ``runs/segment/exp``, then ``exp2`` (zsseg segment's default folder, from Python)."""
+    from zsseg_rt.outputs.plan import next_run_directory
+    from zsseg_rt.stream import Session
+
+    photos = _photos(tmp_path / "photos", [(48, 64)])
+    runs = str(tmp_path / "runs" / "segment")
+    for expected in ("exp", "exp2"):
+        folder = next_run_directory(runs)
+        assert os.path.basename(folder) == expected
+        Session(photos, tiny_bundle, classes="cat,dog", outputs=[f"views:{folder}"], engine_options=_EXACT).run()
+        assert _visible(folder) == ["classes.json", "p0_overlay.png"]
+    assert _visible(runs) == ["exp", "exp2"]

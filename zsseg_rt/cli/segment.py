@@ -43,7 +43,7 @@ from zsseg_rt.io_safety import OutputWriteError
 from zsseg_rt.options.run_rows import RUN_OPTIONS
 from zsseg_rt.outputs.meaning import CLASS_MAP, LabelMeaning, SegmentRecord
 from zsseg_rt.outputs.owner import FOLDER_LOCK
-from zsseg_rt.outputs.plan import check_free_space
+from zsseg_rt.outputs.plan import check_free_space, next_run_directory
 from zsseg_rt.outputs.views import VIDEO, VIEWS, name_views, one_image_files, view_kinds
 
 __all__ = [
@@ -102,14 +102,6 @@ def expand_inputs(sources: Sequence[str]) -> List[str]:
 
 
 # ---- outputs ---------------------------------------------------------------------------------------------------------
-def next_run_directory(root: str = RUNS_DIR, name: str = "exp") -> str:
-    """The first of ``root/exp``, ``root/exp2``, ``root/exp3``, ... that does not exist yet."""
-    candidate, number = os.path.join(root, name), 2
-    while os.path.exists(candidate):
-        candidate, number = os.path.join(root, f"{name}{number}"), number + 1
-    return candidate
-
-
 def _has_image_extension(path: str) -> bool:
     import cv2
 
@@ -155,7 +147,7 @@ def plan_outputs(images: Sequence[str], output: Optional[str], views: Sequence[s
             f"-o {output!r} looks like an image file but {len(images)} images were given: "
             "give a folder for the results (e.g. -o out/)"
         )
-    directory = output if output is not None else next_run_directory()
+    directory = output if output is not None else next_run_directory(RUNS_DIR)
     files = name_views(images, directory, kinds, is_video)  # a video: {"video": NAME}, a file per frame and kind
     return {"directory": directory, "class_map": os.path.join(directory, CLASS_MAP), "files": files, "kinds": kinds}
 

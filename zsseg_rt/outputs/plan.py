@@ -67,6 +67,7 @@ __all__ = [
     "StagedFile",
     "StagedFolder",
     "check_free_space",
+    "next_run_directory",
     "refuse_an_input",
 ]
 
@@ -117,6 +118,16 @@ def refuse_an_input(option: str, path: str, inputs: Iterable[str]) -> None:
                 "as its input): choose another output",
                 path,
             )
+
+
+def next_run_directory(root: str, name: str = "exp") -> str:
+    """The first of ``root/exp``, ``root/exp2``, ``root/exp3``, ... that does not exist yet (``zsseg segment``'s
+    ``runs/segment/expN``, as Ultralytics numbers its runs; ``Session(..., outputs=[f"views:{next_run_directory(
+    'runs/segment')}"])`` writes there)."""
+    candidate, number = os.path.join(root, name), 2
+    while os.path.exists(candidate):
+        candidate, number = os.path.join(root, f"{name}{number}"), number + 1
+    return candidate
 
 
 def check_free_space(path: str, option: str) -> None:
