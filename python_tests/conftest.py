@@ -232,12 +232,16 @@ def tiny_bundle(tmp_path_factory):
     model (64 px input, 4x4 patch grid, max 32 classes). Its native checkpoint is saved next to the export and
     recorded in meta.json, so the torch backend can load it too. Returns this process's copy of the bundle
     directory (tests may write into their bundle). Needs torch (skips without it), unless $ZSSEG_TEST_TINY_BUNDLE
-    names such a bundle exported beforehand: then that is copied."""
+    names such a bundle exported beforehand: then that is copied, with the native checkpoint beside it when there is
+    one (``export_tiny_bundle``'s ``native`` folder: tools/run_tests.sh exports the bundle once for all its suites)."""
     root = tmp_path_factory.mktemp("tiny_bundle")
     prebuilt = os.environ.get(PREBUILT_BUNDLE_ENV)
     if prebuilt:
         if not os.path.isfile(os.path.join(prebuilt, "meta.json")):
             raise FileNotFoundError(f"${PREBUILT_BUNDLE_ENV}={prebuilt!r} is not a bundle (no meta.json in it)")
+        native = os.path.join(os.path.dirname(os.path.abspath(prebuilt)), "native")
+        if os.path.isdir(native):
+            shutil.copytree(native, os.path.join(root, "native"))
         return shutil.copytree(prebuilt, os.path.join(root, "bundle"))
     pytest.importorskip("torch", reason="exporting the tiny test bundle needs torch")
     # exported once per session, shared by the pytest-xdist workers; each process gets its own copy (bundle and

@@ -275,10 +275,18 @@ mark "venv $AVENV: $(basename "$WHEEL") and the aarch64 wheels installed"
 SAMPLES="$ROOT/zsseg_rt/assets/samples/JPEGImages"
 RUN="$OUT/run"
 rm -rf "$RUN" && mkdir -p "$RUN/x86" "$RUN/aarch64"
-PYTHONPATH="$ROOT:$ROOT/python_tests" "$VENV/bin/python" -c \
-  "import sys; from support import export_tiny_bundle; export_tiny_bundle(sys.argv[1])" "$RUN" >/dev/null
-BUNDLE="$RUN/bundle"
-mark "tiny bundle exported on x86"
+if [ -n "${ZSSEG_TEST_TINY_BUNDLE:-}" ] && [ -f "$ZSSEG_TEST_TINY_BUNDLE/meta.json" ]; then
+  # exported beforehand, on x86 too (tools/run_tests.sh exports it once for all its suites): copied
+  cp -r "$ZSSEG_TEST_TINY_BUNDLE" "$RUN/bundle"
+  [ ! -d "$(dirname "$ZSSEG_TEST_TINY_BUNDLE")/native" ] || cp -r "$(dirname "$ZSSEG_TEST_TINY_BUNDLE")/native" "$RUN/native"
+  BUNDLE="$RUN/bundle"
+  mark "tiny bundle exported on x86 beforehand ($ZSSEG_TEST_TINY_BUNDLE), copied"
+else
+  PYTHONPATH="$ROOT:$ROOT/python_tests" "$VENV/bin/python" -c \
+    "import sys; from support import export_tiny_bundle; export_tiny_bundle(sys.argv[1])" "$RUN" >/dev/null
+  BUNDLE="$RUN/bundle"
+  mark "tiny bundle exported on x86"
+fi
 # The Engine on each sample photo (VOC's 21 classes, ONNX Runtime fp32): labels and scores, Result.objects(); the
 # same program on both machines. On aarch64 it also reads back the MCAP file that `zsseg camera` wrote.
 ENGINE_PY="$(cat <<'PY'

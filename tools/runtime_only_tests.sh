@@ -4,7 +4,8 @@
 # NumPy 1.x), no torch, no open_clip; the package is built and installed into it (CUDA off), then the runtime tests run
 # against the installed package.
 # The tiny test bundle is exported beforehand with the development venv (which has torch) and handed over through
-# $ZSSEG_TEST_TINY_BUNDLE, so the bundle-based tests run instead of skipping.
+# $ZSSEG_TEST_TINY_BUNDLE, so the bundle-based tests run instead of skipping; one given in $ZSSEG_TEST_TINY_BUNDLE
+# (tools/run_tests.sh's, exported once for all its suites) is taken as it is.
 # Standalone:  bash tools/runtime_only_tests.sh [pytest args]   (the venv, then the tests)
 # tools/run_tests.sh splits it in two: `--prepare` (the venv and the package build, which need nothing of the
 # development venv) alongside setup_env.sh, and `--prepared [pytest args]` (the bundle export and the tests) later;
@@ -94,17 +95,23 @@ fi
 BUNDLE_DIR="$(mktemp -d)"
 JUNIT="$BUNDLE_DIR/junit.xml"
 trap 'rm -rf "$BUNDLE_DIR"' EXIT
-echo "[runtime-only] exporting the tiny test bundle with the development venv"
-PYTHONPATH="$ROOT:$ROOT/python_tests" "$VENV/bin/python" -c \
-  "import sys; from support import export_tiny_bundle; export_tiny_bundle(sys.argv[1])" "$BUNDLE_DIR" >/dev/null
-
-echo "[runtime-only] bundle exported (${SECONDS}s)"
+if [ -n "${ZSSEG_TEST_TINY_BUNDLE:-}" ] && [ -f "$ZSSEG_TEST_TINY_BUNDLE/meta.json" ]; then
+  # exported beforehand (tools/run_tests.sh exports it once for all its suites)
+  TEST_BUNDLE="$ZSSEG_TEST_TINY_BUNDLE"
+  echo "[runtime-only] the tiny test bundle exported beforehand: $TEST_BUNDLE"
+else
+  echo "[runtime-only] exporting the tiny test bundle with the development venv"
+  PYTHONPATH="$ROOT:$ROOT/python_tests" "$VENV/bin/python" -c \
+    "import sys; from support import export_tiny_bundle; export_tiny_bundle(sys.argv[1])" "$BUNDLE_DIR" >/dev/null
+  TEST_BUNDLE="$BUNDLE_DIR/bundle"
+  echo "[runtime-only] bundle exported (${SECONDS}s)"
+fi
 IGNORES=(); for f in "${TORCH_ONLY[@]}"; do IGNORES+=("--ignore=$f"); done
 echo "[runtime-only] pytest ${RUNTIME_TESTS[*]} (torch-only files ignored: ${TORCH_ONLY[*]##*/})"
 # The console script, not `python -m pytest` (that would put the source tree first on sys.path), run from outside
 # the repository: subprocesses that the tests start (`python -c ...`) put their working directory first on sys.path,
 # and must import the installed package, not the source tree (which has no built _C in a clean clone).
-(cd "$BUNDLE_DIR" && ZSSEG_TEST_TINY_BUNDLE="$BUNDLE_DIR/bundle" "$RVENV/bin/pytest" \
+(cd "$BUNDLE_DIR" && ZSSEG_TEST_TINY_BUNDLE="$TEST_BUNDLE" "$RVENV/bin/pytest" \
   "${RUNTIME_TESTS[@]/#/$ROOT/}" "${IGNORES[@]/#--ignore=/--ignore=$ROOT/}" \
   --rootdir="$ROOT" -c "$ROOT/pyproject.toml" -q -p no:cacheprovider -rfE --junitxml="$JUNIT" "$@")
 # Tests must have run, and none may have skipped for want of the bundle.
