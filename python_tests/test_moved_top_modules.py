@@ -38,18 +38,22 @@ OUTPUTS_ROOM = {
             "object_messages",
             "labels",
             "result_outputs",
-            "camera_outputs",
             "loopback",
         )
     },
+    # CameraOutputs and ResultOutputs merged into RunOutputs (issue 88 item 3): its module is the old paths' module
+    "zsseg_rt.stream.camera_outputs": "zsseg_rt.outputs.run_outputs",
 }
+# the one front end of every command's outputs (2026-11-29): the stream's former module is RunOutputs' module
+MERGED = {"zsseg_rt.outputs.camera_outputs": "zsseg_rt.outputs.run_outputs"}
 
 
 def test_the_package_installs_these_moves():
     """One deprecation map and one finder for the whole package (issue 88 item 4: five finders before)."""
     from zsseg_rt import aliases
 
-    assert {old: aliases.MOVED[old][0] for old in {**NEW, **OUTPUTS_ROOM}} == {**NEW, **OUTPUTS_ROOM}
+    every = {**NEW, **OUTPUTS_ROOM, **MERGED}
+    assert {old: aliases.MOVED[old][0] for old in every} == every
     assert [type(f).__name__ for f in __import__("sys").meta_path].count("MovedModules") == 1
 
 
@@ -74,6 +78,15 @@ def test_at_most_ten_loose_modules_and_no_alias_files():
     loose = sorted(p.stem for p in top.glob("*.py") if p.stem != "__init__")
     assert len(loose) <= 10, loose
     assert not set(loose) & {old.rpartition(".")[2] for old in NEW}, loose
+
+
+def test_the_merged_front_ends_old_path_and_names_are_run_outputs():
+    """``zsseg_rt.outputs.camera_outputs`` (2026-11-28 to -29) is RunOutputs' module with the warning; the two names
+    of the merged front ends are the one class."""
+    assert_moved(MERGED)
+    from zsseg_rt.outputs import run_outputs
+
+    assert run_outputs.CameraOutputs is run_outputs.ResultOutputs is run_outputs.RunOutputs
 
 
 def test_the_outputs_old_paths_are_its_room():

@@ -232,8 +232,8 @@ def test_a_streams_earlier_frames_are_refused_without_overwrite(tmp_path):
     """A stream's frames (an HTTP or RTSP stream, a camera: no file) are named by the source's name, and the plan
     refuses the ones an earlier run left, without overwrite=True (the plan of a Session's run, checked before any
     source opens)."""
-    from zsseg_rt.outputs.camera_outputs import CameraOutputs
     from zsseg_rt.outputs.plan import OutputRefused
+    from zsseg_rt.outputs.run_outputs import RunOutputs
     from zsseg_rt.stream.sources import open_source
 
     out = tmp_path / "out"
@@ -242,8 +242,8 @@ def test_a_streams_earlier_frames_are_refused_without_overwrite(tmp_path):
     stream = open_source("http://127.0.0.1:9/clip.avi")  # not opened: the plan comes first
     given = ([f"views:{out}"], [], None)
     with pytest.raises(OutputRefused, match="front_000007_overlay.png.*overwrite=True"):
-        CameraOutputs.plan_for(*given, False, [stream], python=True, names=["front"])
-    outputs = CameraOutputs.plan_for(*given, True, [stream], python=True, names=["front"])
+        RunOutputs.plan_for(*given, False, [stream], python=True, names=["front"])
+    outputs = RunOutputs.plan_for(*given, True, [stream], python=True, names=["front"])
     try:
         assert outputs.staged(f"views:{out}").frames == {"front": "front"}
     finally:

@@ -362,7 +362,7 @@ def _result_outputs(args, inputs: Sequence[str], plan: Dict):
         return None
     from zsseg_rt.outputs.kinds import output_values
     from zsseg_rt.outputs.plan import OutputRefused
-    from zsseg_rt.outputs.result_outputs import ResultOutputs
+    from zsseg_rt.outputs.run_outputs import RunOutputs
 
     path = args.save_json
     if path and not path.lower().endswith(".json"):
@@ -374,7 +374,7 @@ def _result_outputs(args, inputs: Sequence[str], plan: Dict):
     try:
         taken = planned + SegmentRecord.files(plan["class_map"])
         tracks = getattr(args, "tracks_out", None)
-        return ResultOutputs.opened(
+        return RunOutputs.opened(
             "segment", specs, args.overwrite, values, inputs, taken, args.save_json, tracks=tracks
         )
     except OutputRefused as exc:

@@ -14,9 +14,8 @@ import os
 from typing import Any, Dict, Optional
 
 from .kinds import kinds_for, output_kind
-from .run_outputs import RunOutputs
 
-__all__ = ["ResultFrame", "ResultOutputs", "add_result_outputs", "results_help"]
+__all__ = ["ResultFrame", "add_result_outputs", "results_help"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,11 +42,6 @@ class ResultFrame:
     @property
     def details(self) -> Dict[str, Any]:
         return {} if self.video is None else {"frame": int(self.index), "video": self.video}
-
-
-# ``zsseg segment`` and ``zsseg batch`` open their outputs with ``RunOutputs.opened`` (one front end for every
-# command's outputs since 2026-11-29); the name they knew it by
-ResultOutputs = RunOutputs
 
 
 def results_help(command: str, option: str = "-o") -> str:

@@ -34,7 +34,7 @@ from zsseg_rt.outputs.plan import CLI_FLAG, PYTHON_FLAG, OutputPlan, OutputRefus
 
 from .kinds import OutputKind, SinkOptions, kinds_for, output_kind, wrote_line
 
-__all__ = ["RunOutputs", "input_paths"]
+__all__ = ["CameraOutputs", "ResultOutputs", "RunOutputs", "input_paths"]
 
 log = logging.getLogger("zsseg_rt.stream")
 
@@ -331,3 +331,9 @@ class RunOutputs:
                 log.info("%s was not replaced; %s keeps what was written", output.path, output.partial)
                 kept.append(output.partial)
         return kept
+
+
+# the names the two front ends had before they were merged (2026-11-29): a Session's and zsseg camera's outputs
+# (``plan_for``), zsseg segment's and batch's (``opened``); deprecated, as their module paths (zsseg_rt.aliases)
+CameraOutputs = RunOutputs
+ResultOutputs = RunOutputs

@@ -441,14 +441,14 @@ class Session:
         ``--labels-out``, ``--stats-json``, ``--save-json``) checked (``zsseg_rt.outputs.plan``): no two name the
         same file, none is an input, none replaces an existing file without ``overwrite`` nor a file zsseg_rt did
         not write, an interrupted run's leftovers are refused without ``overwrite``, the disk is not full. Returns
-        ``(the CameraOutputs, the label folders)``.
+        ``(the RunOutputs, the label folders)``.
 
         Raises:
             OptionError, OutputRefused: one line naming the path and what to do.
         """
         from zsseg_rt.console.opencv_build import display_available, opencv_has_gui
         from zsseg_rt.console.run_arguments import flag_words
-        from zsseg_rt.outputs.camera_outputs import CameraOutputs
+        from zsseg_rt.outputs.run_outputs import RunOutputs
 
         options, names = self.options, [item.name for item in self.inputs]
         given = options.labels_out or options.save_json or options.tracks_out  # outputs without -o
@@ -482,7 +482,7 @@ class Session:
         tracks = output_names(options.tracks_out, names, "tracks_out") if options.tracks_out else []  # per source
         declared = (every, label_folders, options.stats_json, options.overwrite, sources, coco, tracks)
         # the flags' words inside in_flag_words(); each source's name: the views name its frames by it
-        plan = CameraOutputs.plan_for(*declared, python=not flag_words(), names=names)
+        plan = RunOutputs.plan_for(*declared, python=not flag_words(), names=names)
         return plan, label_folders
 
     def _start(self, classes: Any, max_pixels: int, outputs: Any, label_folders: Sequence[str]) -> Any:

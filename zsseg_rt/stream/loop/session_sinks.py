@@ -19,7 +19,7 @@ def build_sinks(
     vocabulary: Optional[Callable] = None,
 ) -> Any:
     """The sinks the outputs, the label folders, COCO and the preview ask for (``outputs``: the checked
-    ``CameraOutputs``): a list per source and the shared ones (an MCAP file of every source, the preview); with none,
+    ``RunOutputs``): a list per source and the shared ones (an MCAP file of every source, the preview); with none,
     a window per source."""
     from zsseg_rt.outputs.kinds import SinkOptions, open_output
     from zsseg_rt.outputs.sinks import MjpegSink
