@@ -502,14 +502,47 @@ def _python_helpers(path: str) -> bool:
     return path.startswith("python_tests/") and not re.fullmatch(r"test_.*\.py", PurePosixPath(path).name)
 
 
+def checks_imports(programs: Iterable[str], files: Sequence[str], read: Callable[[str], bytes]) -> List[str]:
+    """The ``checks/`` modules the ``programs`` (``checks/*.py`` paths) import, at any depth, lazy imports included
+    (read as source: ``import checks.x``, ``from checks import x``, ``from checks.x import y``), the programs too: a
+    stage's verdict depends on every helper its program runs, so a helper moved out of a program stays covered."""
+    import ast
+
+    present = set(files)
+    seen: List[str] = []
+    todo = [path for path in programs if path in present]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.append(path)
+        try:
+            tree = ast.parse(read(path))
+        except SyntaxError:
+            continue  # not Python the hash can read: the file itself is still covered
+        for node in ast.walk(tree):
+            names: List[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module == "checks":
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("checks."):
+                names = [str(node.module)[len("checks.") :]]
+            elif isinstance(node, ast.Import):
+                names = [alias.name[len("checks.") :] for alias in node.names if alias.name.startswith("checks.")]
+            todo += [f"checks/{name.replace('.', '/')}.py" for name in names]
+            todo = [path for path in todo if path in present]
+    return sorted(seen)
+
+
 def covered(found: Stage, files: Sequence[str], read: Callable[[str], bytes]) -> List[str]:
     """The files (of ``files``, repository-relative) whose content a stage's verdict depends on: how it runs
-    (HARNESS), what it runs (BUILD, or DEVICE_CODE for the sanitizers), each step's programs (``covers``), and its
+    (HARNESS), what it runs (BUILD, or DEVICE_CODE for the sanitizers), each step's programs (``covers``) with the
+    ``checks/`` modules they import (:func:`checks_imports`), and its
     tests: the pytest pieces' test files less the CI-only ones, for memcheck's pytest run the test files holding a
     ``cuda`` mark (read, so that a file that gains one is covered), and the python_tests helpers and data; never the
     emulator's (EMULATOR_ONLY)."""
     kinds = {step.split()[0] for step in found.steps}
-    patterns = list(HARNESS) + list(found.covers)
+    programs = [path for path in found.covers if path.startswith("checks/") and path.endswith(".py")]
+    patterns = list(HARNESS) + list(found.covers) + checks_imports(programs, files, read)
     patterns += list(DEVICE_CODE) if kinds == {"sanitizer"} else list(BUILD)
     if "sanitizer" in kinds:
         patterns.append("cpp_tests/**")

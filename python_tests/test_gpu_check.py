@@ -231,6 +231,37 @@ def _tree(root: Path, files: dict) -> Path:
     return root
 
 
+def test_a_helper_a_stages_program_imports_is_covered_at_any_depth(tmp_path):
+    """A stage's program's helpers are its coverage too (checks_imports): a change to a module that gpu_engine imports
+    (here through another helper, lazily inside a function) changes the engine's and the probe's hashes (the probe
+    imports gpu_engine), one nothing imports changes none; at 8e53bae a helper moved out of gpu_engine (the bundles:
+    checks/_gpu_bundles.py) was no stage's."""
+    artifacts = _load("gpu_artifacts")
+    tree = _tree(tmp_path, {
+        "checks/gpu_engine.py": "from checks import _post\n",
+        "checks/_post.py": "def f():\n    from checks._bundles import PHOTO\n",
+        "checks/_bundles.py": "PHOTO = 1\n",
+        "checks/_unused.py": "X = 1\n",
+        "checks/gpu_probe.py": "import checks.gpu_engine\n",
+    })  # fmt: skip
+    base = artifacts.coverage(tree)
+    (tree / "checks/_bundles.py").write_text("PHOTO = 2\n")
+    now = artifacts.coverage(tree)
+    assert sorted(s for s in base if now[s]["sha256"] != base[s]["sha256"]) == ["engine", "probe"]
+    (tree / "checks/_unused.py").write_text("X = 2\n")
+    assert artifacts.coverage(tree) == now
+
+
+def test_the_real_stages_cover_every_checks_module_their_programs_import():
+    stages = _load("gpu_stages")
+    artifacts = _load("gpu_artifacts")
+    files = artifacts.tree_files(REPO)
+    read = lambda path: (REPO / path).read_bytes()  # noqa: E731
+    engine = stages.covered(stages.stage("engine"), files, read)
+    assert {"checks/_gpu_bundles.py", "checks/_gpu_postprocess.py", "checks/_postprocess_logits.py"} <= set(engine)
+    assert "checks/_gpu_bundles.py" in stages.covered(stages.stage("probe"), files, read)
+
+
 def test_each_stage_covers_what_its_verdict_depends_on(tmp_path):
     """The coverage hashes over a tree without .git (the GPU machine's copy): a change to a file a stage covers
     changes its hash, a change elsewhere does not. csrc/ is every stage's but the ops of torch-free code; a models
