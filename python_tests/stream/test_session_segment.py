@@ -204,3 +204,95 @@ def test_each_run_into_the_next_numbered_folder_as_segment_numbers_them(tmp_path
         Session(photos, tiny_bundle, classes="cat,dog", outputs=[f"views:{folder}"], engine_options=_EXACT).run()
         assert _visible(folder) == ["classes.json", "p0_overlay.png"]
     assert _visible(runs) == ["exp", "exp2"]
+
+
+def _full_disk_but(monkeypatch, out, kept: str) -> None:
+    """The disk takes the class map and the views of image ``kept`` (a stem) only: every other write is refused."""
+    real_replace = os.replace
+
+    def full_disk(source, target, *args, **kwargs):
+        taken = (str(out / kept), str(out / "classes.json"), str(out / ".zsseg-meaning.json"))
+        if str(target).startswith(str(out)) and not str(target).startswith(taken):
+            raise OSError(28, os.strerror(28))
+        return real_replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+
+
+def test_the_image_a_full_disk_stopped_at_counts_the_skipped_images_before_it(tmp_path, tiny_bundle, monkeypatch):
+    """a0.png unreadable (skipped), then p0, p1, p2; the disk takes p0's views only: the run stopped at p1, the 3rd
+    image of the 4 it was given (as ``zsseg segment`` counts them), the views of 1 kept. In order over three files
+    given one by one (an unreadable one first): the 3rd of 3, the sources before it counted by the images they read."""
+    from zsseg_rt.io_safety import OutputWriteError
+    from zsseg_rt.stream import Session
+
+    photos = _photos(tmp_path / "photos", [(48, 64)] * 3)
+    (tmp_path / "photos" / "a0.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    _full_disk_but(monkeypatch, out, "p0")
+    session = Session(photos, tiny_bundle, classes="cat,dog", outputs=[f"views:{out}"], engine_options=_EXACT)
+    with pytest.raises(OutputWriteError) as caught:
+        session.run()
+    message = str(caught.value)
+    assert message.startswith(f"cannot write {str(out / 'p1_overlay.png')!r}: No space left on device"), message
+    assert "; stopped at image 3 of 4 (the views of the 1 before it are kept; the others were not written)" in message
+    assert _visible(out) == ["classes.json", "p0_overlay.png"]
+
+    given = [str(tmp_path / "photos" / name) for name in ("a0.png", "p0.png", "p1.png")]
+    out = tmp_path / "in_order"
+    _full_disk_but(monkeypatch, out, "p0")
+    session = Session(
+        given, tiny_bundle, classes="cat,dog", outputs=[f"views:{out}"], engine_options=_EXACT, in_order=True
+    )
+    with pytest.raises(OutputWriteError) as caught:
+        session.run()
+    message = str(caught.value)
+    assert str(out / "p1_overlay.png") in message, message
+    # (the views kept before it are not asserted here: a source's writer may still be writing p0 when p1's fails)
+    assert "; stopped at image 3 of 3 (" in message, message
+
+
+def test_in_order_refuses_looped_sources_without_max_frames_before_anything_opens(tmp_path, tiny_bundle):
+    """``in_order`` with ``loop`` and no ``max_frames``: the first source would loop for ever and the second never
+    start: refused in one line before an output is made; with ``max_frames`` each source gives that many, in order."""
+    from zsseg_rt.errors import OptionError
+    from zsseg_rt.stream import Session
+
+    first = _photos(tmp_path / "first", [(48, 64)] * 2)
+    second = _photos(tmp_path / "second", [(32, 40)] * 2)
+    out = tmp_path / "out"
+    options = {"classes": "cat,dog", "engine_options": _EXACT, "in_order": True, "loop": True}
+    with pytest.raises(OptionError) as caught:
+        Session([first, second], tiny_bundle, outputs=[f"views:{out}"], **options).run()
+    assert str(caught.value) == (
+        "in_order=True runs the sources one after another, and loop=True restarts first at its end for ever: second "
+        "would never start: give max_frames (each source's frames, then the next), or leave loop or in_order out"
+    )
+    assert caught.value.option == "in_order" and not out.exists()
+
+    session = Session([first, second], tiny_bundle, outputs=["null"], max_frames=3, **options)
+    with session:
+        seen = [(item.source, os.path.basename(item.frame.path)) for item in session]
+    assert seen == [("first", "p0.png"), ("first", "p1.png"), ("first", "p0.png")] + [
+        ("second", "p0.png"),
+        ("second", "p1.png"),
+        ("second", "p0.png"),
+    ]
+
+
+def test_a_looped_folder_names_its_unreadable_image_once(tmp_path, tiny_bundle):
+    """``loop`` over a folder with one unreadable image, three laps (``max_frames=3``): the image is skipped on every
+    lap and named once in ``session.skipped`` and the summary."""
+    from zsseg_rt.stream import Session
+
+    photos = _photos(tmp_path / "photos", [(48, 64)])
+    broken = tmp_path / "photos" / "a0.png"
+    broken.write_bytes(b"not a png")
+    session = Session(
+        photos, tiny_bundle, classes="cat,dog", outputs=["null"], engine_options=_EXACT, loop=True, max_frames=3
+    )
+    with session:
+        seen = [os.path.basename(item.frame.path) for item in session]
+    assert seen == ["p0.png"] * 3
+    assert [path for path, _ in session.skipped] == [str(broken)]
+    assert [entry["image"] for entry in session.summary["skipped"]] == [str(broken)]

@@ -329,6 +329,9 @@ class ViewsSink(FrameSink):
         self.name = f"views:{directory}"
         self.path = directory  # what it writes into, as the spec named it (describe)
         self.frames = 0
+        self._written: Dict[int, int] = {}  # a source's place in the run -> the frames of it written
+        self._read_from: List[Any] = []  # the run's sources (reads_from): how many images each read, skipped ones too
+        self._in_order = False
         self.bundle_digest: Optional[str] = None  # the model's (model_opened): in the folder's whole record
         self._taken = {path.lower() for each in self.files.values() for files in each for path in files.values()}
 
@@ -363,13 +366,35 @@ class ViewsSink(FrameSink):
         self._reads[real] = 1
         return files
 
+    def reads_from(self, sources: Sequence[Any], in_order: bool) -> None:
+        """The run's sources, in its order (``in_order``: one after another): a write the disk refuses says the
+        image's place among the images the run read, the skipped ones too (:meth:`_place`)."""
+        self._read_from, self._in_order = list(sources), bool(in_order)
+
+    def _place(self, frame: Any) -> int:
+        """``frame``'s place in the run, from 1: the images read before it, skipped ones included (an image's
+        number in its source, ``frame.index``: a skipped image leaves a gap), and those the other sources read
+        (``images_read``; in order: the sources before it, every one of them ended; else every other source, as
+        far as it got), as ``zsseg segment`` counts every image it is given. A frame without a file (a video's),
+        or a source that counts no images: the frames written."""
+        stream = int(getattr(frame, "stream", 0) or 0)
+        own = int(frame.index) if getattr(frame, "path", None) is not None else self._written.get(stream, 0)
+        others = 0
+        for place, source in enumerate(self._read_from or [None] * (max(self._written, default=0) + 1)):
+            if place == stream or (self._in_order and place > stream):
+                continue
+            read = getattr(source, "images_read", None)
+            others += int(read) if read is not None else self._written.get(place, 0)
+        return 1 + own + others
+
     def model_opened(self, engine: Any) -> None:
         """The run's model is open: its bundle's digest goes into the record (as ``zsseg segment``'s)."""
         self.bundle_digest = getattr(getattr(engine, "meta", None), "digest", None) or None
 
     def write_result(self, frame: Any, result: Any) -> None:
         """``frame``'s views (:meth:`files_of`). A write the disk refuses stops the run: the error says where (``image
-        N of M`` when the run reads image files only) and that the views before it are kept.
+        N of M`` when the run reads image files only: N its place in the run, skipped images counted, :meth:`_place`)
+        and that the views of the K written before it are kept.
 
         Raises:
             OutputWriteError: as :meth:`write_files`, with how far the run got.
@@ -380,10 +405,13 @@ class ViewsSink(FrameSink):
             self.write_files(result, self.files_of(frame))
         except OutputWriteError as exc:
             planned = sum(len(each) for each in self.files.values())
-            total = f" of {planned}" if planned and not self.frame_names and self.frames < planned else ""
+            number = self._place(frame)
+            total = f" of {planned}" if planned and not self.frame_names and number <= planned else ""
             done = f"the views of the {self.frames} before it are kept" if self.frames else "no views were written"
-            message = f"{exc}; stopped at image {self.frames + 1}{total} ({done}; the others were not written)"
+            message = f"{exc}; stopped at image {number}{total} ({done}; the others were not written)"
             raise OutputWriteError(message, exc.path, exc.errno) from None
+        stream = int(getattr(frame, "stream", 0) or 0)
+        self._written[stream] = self._written.get(stream, 0) + 1
 
     def write_files(self, result: Any, files: Dict[str, str], then: Optional[Callable[[Any], None]] = None) -> None:
         """``result``'s views into ``files`` (the class map first), then ``then(result)``.

@@ -463,6 +463,13 @@ class Session:
                 "end: leave in_order out, or give video files and image folders only",
                 "in_order",
             )
+        if options.in_order and options.loop and options.max_frames is None and len(names) > 1:
+            raise OptionError(
+                f"in_order=True runs the sources one after another, and loop=True restarts {names[0]} at its end for "
+                f"ever: {names[1]} would never start: give max_frames (each source's frames, then the next), or leave "
+                "loop or in_order out",
+                "in_order",
+            )
         specs = [output_names(spec, names) for spec in options.outputs]  # every refusal before anything opens
         check_output_needs(options.outputs, self.command)  # a kind whose packages are missing: what to install
         label_folders = output_names(options.labels_out, names, "labels_out") if options.labels_out else []
@@ -511,6 +518,8 @@ class Session:
         for sink in [sink for own in sinks for sink in own] + shared:  # a sink that records the model (the views)
             if callable(getattr(sink, "model_opened", None)):
                 sink.model_opened(engine)
+            if callable(getattr(sink, "reads_from", None)):  # the views: an image's place in the run (image N of M)
+                sink.reads_from([item.source for item in self.inputs], options.in_order)
         if engine.weights_banner:
             log.warning("%s: %s (the overlay says so too)", model_name(self.model), engine.weights_banner)
         # a file or folder is not a live camera: nothing is dropped; every_frame: live sources neither

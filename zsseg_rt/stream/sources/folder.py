@@ -18,7 +18,7 @@ def strip_file_scheme(text: str) -> str:
 class ImageFolderSource(FrameSource):
     """The images of a folder, in name order, as frames (unreadable files, truncated or damaged ones, and images
     over the pixel limit, ``max_pixels`` as in ``zsseg_rt.image_io.read_image_bgr``, are skipped with a warning
-    giving the reason, each kept in ``skipped``: ``(path, reason)``; ``allow_partial`` decodes what a truncated or
+    giving the reason, each kept once in ``skipped``: ``(path, reason)``; ``allow_partial`` decodes what a truncated or
     damaged image holds instead; ``fit``: an image over the limit is read resized to fit it, with a warning saying
     so, ``zsseg_rt.image_io.read_image_fitted``, each kept in ``resized``: its path -> ``{"from", "to"}``)."""
 
@@ -34,7 +34,8 @@ class ImageFolderSource(FrameSource):
         self.max_pixels = max_pixels
         self.allow_partial = bool(allow_partial)
         self.fit = bool(fit)
-        self.skipped: List[Tuple[str, str]] = []  # (an image's path, why it was skipped), in the order read
+        self.skipped: List[Tuple[str, str]] = []  # (an image's path, why it was skipped), in the order read, once each
+        self.images_read = 0  # the images it tried to read, the skipped ones too, over every open() (a loop's laps)
         self.resized: Dict[str, Dict[str, List[int]]] = {}  # an image read resized (fit): {"from": [w, h], "to": ...}
         self.folder = folder
         self.name = f"folder:{folder}"
@@ -73,6 +74,7 @@ class ImageFolderSource(FrameSource):
         while self._index < len(self._paths):
             path = self._paths[self._index]
             self._index += 1
+            self.images_read += 1
             try:
                 if self.fit:  # over the limit: resized to fit it (what zsseg segment does without --max-pixels)
                     image, resized = read_image_fitted(path, self.max_pixels, True, self.allow_partial)
@@ -81,7 +83,8 @@ class ImageFolderSource(FrameSource):
             except ImageReadError as exc:
                 if not isinstance(exc, ImageTooLargeError):
                     self.decode_errors += 1  # a damaged image (one over the pixel limit is not)
-                self.skipped.append((path, str(exc)))
+                if all(path != seen for seen, _ in self.skipped):  # once, however many laps of a loop read it
+                    self.skipped.append((path, str(exc)))
                 log.warning("skipped %s", exc)
                 continue
             if resized:
