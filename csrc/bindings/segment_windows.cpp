@@ -137,8 +137,8 @@ SegmentWindowsCall parse_call(const ArgParser& args, py::handle logits_obj, py::
   return c;
 }
 
-// The kernel an op call's launch runs (SegmentWindowsParams::kernel = -1): the process-wide one
-// (segment_windows_testing::set_variant); -1 in a build without CUDA.
+// The kernel an op call runs: the process-wide one (segment_windows_testing::set_variant), read once per call into
+// SegmentWindowsParams::kernel (its scratch and its launch agree); -1 in a build without CUDA.
 std::int32_t process_wide_kernel() {
 #ifdef ZSSEG_WITH_CUDA
   return static_cast<std::int32_t>(zsseg::segment_windows_testing::variant());
@@ -181,7 +181,10 @@ py::tuple segment_windows(py::handle logits_obj, py::handle windows_obj, py::han
   SegmentWindowsCall c =
       parse_call(args, logits_obj, windows_obj, head_size, scaled_size, output_size, class_bias_obj, apply_sigmoid,
                  softmax, logit_scale, class_drop_obj, class_of_obj, out_obj, BiasCheck::Device);
-  attach_scratch(args, c, process_wide_kernel());
+  // the process-wide kernel read once: the scratch is allocated for the kernel this call launches, whatever
+  // another thread sets in between
+  c.p.kernel = process_wide_kernel();
+  attach_scratch(args, c, c.p.kernel);
   const zsseg::CudaStatus status = run_call(c, args, args.stream());
   if (c.where.is_cuda()) {
     CudaDeviceGuard guard(c.where);

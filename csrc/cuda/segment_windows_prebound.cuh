@@ -72,12 +72,12 @@ struct PreboundBlocks {
   const float2* __restrict__ blocks;
   __device__ __forceinline__ void range(const Dims& d, const TileSmem& s, int32_t c, float& lo, float& hi,
                                         bool& tame) const {
-    const uint32_t plane = static_cast<uint32_t>(d.in_h * d.in_w);
+    const int32_t plane = d.in_h * d.in_w;
     for (int32_t slot = 0; slot < s.slots; ++slot) {
       const int32_t rows = s.slot_rows[slot][1], cols = s.slot_cols[slot][1];
-      const float2* p = blocks + static_cast<int64_t>(s.slot_window[slot]) * d.classes * plane +
-                        static_cast<uint32_t>(c) * plane +
-                        static_cast<uint32_t>(s.slot_rows[slot][0] * d.in_w + s.slot_cols[slot][0]);
+      // 64-bit offsets, as FootprintLogits: the plane's start, then the rectangle's first block within the plane
+      const float2* p = blocks + (static_cast<int64_t>(s.slot_window[slot]) * d.classes + c) * plane +
+                        (s.slot_rows[slot][0] * d.in_w + s.slot_cols[slot][0]);
       for (int32_t i = 0; i < rows; i += 2) {
         const int32_t r = block_start(i, rows);
         for (int32_t j = 0; j < cols; j += 2) {
