@@ -92,29 +92,31 @@ bool same_bits(const Outcome& a, const Outcome& b) {
   return a.labels == b.labels && std::memcmp(a.scores.data(), b.scores.data(), a.scores.size() * sizeof(float)) == 0;
 }
 
-// Logits of `classes` classes: kind 0 i.i.d. [-5, 5]; 1 dominated (a winner per 2 x 2 cells at 3, the rest in
-// [-9, -4]); 2 dominated with a NaN, a +inf and a huge (1e31) logit (the generic tiles); 3 every class equal (ties).
-std::vector<float> logits_of(int kind, int64_t classes, std::mt19937& rng) {
-  const int64_t n = 2 * classes * 16;
+// Logits of `classes` classes, `windows` windows of h x w cells: kind 0 i.i.d. [-5, 5]; 1 dominated (a winner per
+// 2 x 2 cells at 3, the rest in [-9, -4]); 2 dominated with a NaN, a +inf and a huge (1e31) logit (the generic
+// tiles); 3 every class equal (ties).
+std::vector<float> logits_of(int kind, int64_t classes, std::mt19937& rng, int64_t windows = 2, int64_t h = 4,
+                             int64_t w = 4) {
+  const int64_t plane = h * w, n = windows * classes * plane;
   if (kind == 0) return emu_test::random_floats(static_cast<std::size_t>(n), rng, -5.f, 5.f);
   if (kind == 3) return std::vector<float>(static_cast<std::size_t>(n), 0.25f);
   std::vector<float> logits = emu_test::random_floats(static_cast<std::size_t>(n), rng, -9.f, -4.f);
   std::uniform_int_distribution<int64_t> pick(0, classes - 1);
-  for (int64_t k = 0; k < 2; ++k) {
-    for (int64_t by = 0; by < 4; by += 2) {
-      for (int64_t bx = 0; bx < 4; bx += 2) {
+  for (int64_t k = 0; k < windows; ++k) {
+    for (int64_t by = 0; by < h; by += 2) {
+      for (int64_t bx = 0; bx < w; bx += 2) {
         const int64_t winner = pick(rng);
-        for (int64_t y = by; y < by + 2; ++y) {
-          for (int64_t x = bx; x < bx + 2; ++x)
-            logits[static_cast<std::size_t>(((k * classes + winner) * 4 + y) * 4 + x)] = 3.f;
+        for (int64_t y = by; y < std::min(by + 2, h); ++y) {
+          for (int64_t x = bx; x < std::min(bx + 2, w); ++x)
+            logits[static_cast<std::size_t>(((k * classes + winner) * h + y) * w + x)] = 3.f;
         }
       }
     }
   }
   if (kind == 2) {
-    logits[static_cast<std::size_t>((0 * classes + 2) * 16 + 5)] = NAN;
-    logits[static_cast<std::size_t>((1 * classes + 4) * 16 + 10)] = INFINITY;
-    logits[static_cast<std::size_t>((1 * classes + 6) * 16 + 3)] = 1e31f;
+    logits[static_cast<std::size_t>((0 * classes + 2) * plane + 5 % plane)] = NAN;
+    logits[static_cast<std::size_t>((1 * classes + 4) * plane + 10 % plane)] = INFINITY;
+    logits[static_cast<std::size_t>((1 * classes + 6) * plane + 3 % plane)] = 1e31f;
   }
   return logits;
 }
@@ -141,6 +143,90 @@ TEST(SegmentWindowsEmulated, PreboundGivesOrderedsResultsWithFewerBoundLoads) {
       EXPECT_GT(a.stats.bound_loads, 0);
       EXPECT_LT(b.stats.bound_loads * 2, a.stats.bound_loads) << "under half the tiles' loads";
       if (kind == 3) EXPECT_EQ(b.labels, std::vector<int32_t>(b.labels.size(), 1)) << "ties: the lowest index";
+    }
+  }
+}
+
+// Other logit grids and placements (the review of 21e18ae: grids 2, 3, 5, a non-square one, fp16, slot rectangles
+// starting at odd rows and columns): a bound that is too loose or too tight changes which classes are kept or which
+// tiles are tame even where the labels survive, so the counts are compared with ordered's as well as the bits. Each
+// grid also runs the control (blocks of one logit) on i.i.d. and wild logits and must tell it apart, so each grid
+// can see a bound too tight (and, with its odd rectangles, one too loose: a block past the rectangle's last row).
+struct GridCase {
+  std::string name;
+  int64_t h, w;  // the logit grid of every window
+  std::vector<zsseg::WindowPlacement> windows;
+  int64_t scaled_h, scaled_w, out_h, out_w;
+  bool half;
+};
+
+std::vector<GridCase> grid_cases() {
+  const std::vector<zsseg::WindowPlacement> pair{{0, 64, 0, 64}, {0, 64, 21, 85}};  // the photo's, side by side
+  // four windows at odd offsets (rows 11, columns 21): footprints meeting 1-4 windows, slot rectangles starting at
+  // odd logit rows and columns, rows not shared between slots (the generic tiles)
+  const std::vector<zsseg::WindowPlacement> four{{0, 64, 0, 64}, {0, 64, 21, 85}, {11, 75, 0, 64}, {11, 75, 21, 85}};
+  return {
+      {"grid 2", 2, 2, pair, 64, 85, 47, 63, false},
+      {"grid 3", 3, 3, pair, 64, 85, 47, 63, false},
+      {"grid 5", 5, 5, pair, 64, 85, 47, 63, false},
+      {"grid 3 x 5", 3, 5, pair, 64, 85, 47, 63, false},
+      {"grid 5 x 3, fp16", 5, 3, pair, 64, 85, 47, 63, true},
+      {"grid 3, fp16", 3, 3, pair, 64, 85, 47, 63, true},
+      {"grid 5, four windows at odd offsets", 5, 5, four, 75, 85, 55, 63, false},
+      {"grid 4, four windows at odd offsets, fp16", 4, 4, four, 75, 85, 55, 63, true},
+      {"grid 7 x 6, four windows at odd offsets", 7, 6, four, 75, 85, 55, 63, false},
+  };
+}
+
+TEST(SegmentWindowsEmulated, PreboundGivesOrderedsResultsOnOtherGridsAndOffsets) {
+  const int ordered = static_cast<int>(Variant::kOrdered), prebound = static_cast<int>(Variant::kOrderedPrebound);
+  std::mt19937 rng(2186);
+  for (const GridCase& g : grid_cases()) {
+    const int64_t n = static_cast<int64_t>(g.windows.size());
+    for (int kind = 0; kind < 4; ++kind) {
+      {
+        const int64_t classes = 24;  // more than a chunk (8): the first chunk, then the bound's survivors
+        SCOPED_TRACE(g.name + ", kind " + std::to_string(kind));
+        std::vector<float> logits = logits_of(kind, classes, rng, n, g.h, g.w);
+        std::vector<__half> halves;
+        if (g.half) halves = emu_test::round_to_half(logits);  // the CPU op reads the values the kernel reads
+        std::vector<float> bias(static_cast<std::size_t>(classes), 0.f);
+        for (std::size_t c = 0; c < bias.size(); c += 3) bias[c] = 0.1f;
+        zsseg::SegmentWindowsParams p;
+        p.logits = logits.data();
+        p.num_windows = n;
+        p.classes = classes;
+        p.in_height = g.h;
+        p.in_width = g.w;
+        p.windows = g.windows.data();
+        p.head_height = p.head_width = 64;
+        p.scaled_height = g.scaled_h;
+        p.scaled_width = g.scaled_w;
+        p.out_height = g.out_h;
+        p.out_width = g.out_w;
+        p.class_bias = bias.data();
+        const Outcome want = cpu(p);
+        if (g.half) {
+          p.logits = halves.data();
+          p.dtype = zsseg::DType::Float16;
+        }
+        const Outcome a = launch(p, ordered, Pruning::kOn), b = launch(p, prebound, Pruning::kOn);
+        EXPECT_EQ(differing(b, want), 0) << "the CPU op's labels and scores";
+        EXPECT_TRUE(same_bits(a, b)) << "ordered's labels and scores, bit for bit";
+        EXPECT_GT(a.stats.tiles, 0);
+        EXPECT_EQ(a.stats.tiles, b.stats.tiles);
+        EXPECT_EQ(a.stats.kept, b.stats.kept) << "the same classes listed and evaluated";
+        EXPECT_EQ(a.stats.fast_tiles, b.stats.fast_tiles) << "the same tiles tame";
+        EXPECT_EQ(b.stats.prebound_loads, n * classes * (2 * g.h - 1) * (2 * g.w - 1));
+        EXPECT_LE(b.stats.bound_loads, a.stats.bound_loads);
+        // the control on i.i.d. logits and on those with wild values (equal logits: any bound is exact; dominated
+        // ones: a too tight bound of the losers may change nothing)
+        if (kind == 1 || kind == 3) continue;
+        const Outcome control = launch(p, prebound, Pruning::kPreboundCellsOnly);
+        EXPECT_FALSE(same_bits(a, control) && a.stats.kept == control.stats.kept &&
+                     a.stats.fast_tiles == control.stats.fast_tiles)
+            << "too tight bounds are seen";
+      }
     }
   }
 }
