@@ -374,9 +374,7 @@ def _result_outputs(args, inputs: Sequence[str], plan: Dict):
     try:
         taken = planned + SegmentRecord.files(plan["class_map"])
         tracks = getattr(args, "tracks_out", None)
-        return RunOutputs.opened(
-            "segment", specs, args.overwrite, values, inputs, taken, args.save_json, tracks=tracks
-        )
+        return RunOutputs.opened("segment", specs, args.overwrite, values, inputs, taken, args.save_json, tracks=tracks)
     except OutputRefused as exc:
         raise CliError(str(exc)) from None
 
