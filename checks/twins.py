@@ -84,6 +84,8 @@ SHAPE_ONLY: Dict[Tuple[str, str], str] = {
     "row its own values",
     ("zsseg_rt/options/run_rows.py", "zsseg_rt/options/run_rows.py"): "a table (the run's options, issue 88): the "
     "same fields, each row its own values",
+    ("zsseg_rt/outputs/kinds.py", "zsseg_rt/outputs/kinds.py"): "the rows of the output kinds' table: each kind's "
+    "declaration (option, spec, sink, plan entry, commands, help), the values each kind's own",
     ("zsseg_rt/outputs/ros_messages.py", "zsseg_rt/outputs/ros_messages.py"): "one CDR writer per type: its size, "
     "alignment and struct code",
 }

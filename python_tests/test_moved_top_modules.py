@@ -82,11 +82,12 @@ def test_at_most_ten_loose_modules_and_no_alias_files():
 
 def test_the_merged_front_ends_old_path_and_names_are_run_outputs():
     """``zsseg_rt.outputs.camera_outputs`` (2026-11-28 to -29) is RunOutputs' module with the warning; the two names
-    of the merged front ends are the one class."""
+    of the stream's front end is the one class."""
     assert_moved(MERGED)
     from zsseg_rt.outputs import run_outputs
 
-    assert run_outputs.CameraOutputs is run_outputs.ResultOutputs is run_outputs.RunOutputs
+    assert run_outputs.CameraOutputs is run_outputs.RunOutputs
+    assert not hasattr(run_outputs, "ResultOutputs")  # its plan_for took another order: no silent alias
 
 
 def test_the_outputs_old_paths_are_its_room():

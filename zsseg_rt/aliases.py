@@ -80,7 +80,7 @@ MOVED: Dict[str, Tuple[str, str]] = {
         "zsseg_rt.stream", "zsseg_rt.outputs",
         "sink_base sinks file_sinks video_writers mcap_sink foxglove_sink coco_sink robot_sinks ros_messages "
         "object_messages labels result_outputs loopback"), "zsseg_rt.stream.camera_outputs": "zsseg_rt.outputs.run_outputs"}),
-    # one front end for every command's outputs: CameraOutputs and ResultOutputs merged (RunOutputs keeps the names)
+    # one front end for every command's outputs: CameraOutputs and ResultOutputs merged (CameraOutputs, its old name, kept)
     **_moves("2026-11-29", {"zsseg_rt.outputs.camera_outputs": "zsseg_rt.outputs.run_outputs"}),
     # stream/'s modules moved into its rooms
     **_moves("2026-11-28", {

@@ -147,6 +147,7 @@ RUN_OPTIONS = RunOptionTable(
             'frames and fps; "sources": per source fps, latency p50/p99, drops, reconnects, damaged packets skipped '
             '(decode_errors), state and error; "options": the run\'s resolved options, to replay it)',
             flag="--stats-json",
+            output_kind="stats",
             example=(("stats.json",), "stats.json"),
             writes=True,
         ),
@@ -172,6 +173,7 @@ RUN_OPTIONS = RunOptionTable(
             "printed at start)",
             flag="--preview",
             metavar="PORT",
+            output_kind="preview",
             example=(("0",), 0),
         ),
         RunOption(

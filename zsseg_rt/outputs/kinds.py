@@ -17,6 +17,8 @@ sink is opened, and what the run's output plan (:mod:`zsseg_rt.outputs.plan`) ho
 | null | -o | ``null`` | ``NullSink`` | none |
 | coco | --save-json | ``masks.json`` | ``CocoSink`` | a file written at the end |
 | tracks | --tracks-out | ``tracks.txt`` | ``TracksSink`` (MOTChallenge text) | a streamed file (``tracks.partial.txt``) |
+| stats | --stats-json | ``stats.json`` | none: the run writes its statistics at its end | a file written at the end |
+| preview | --preview | ``8080`` (a port) | ``MjpegSink``, a grid of every source, the class box | none (a port, checked when opened) |
 
 A row may need Python modules beyond the core install (``modules``, installed by the pyproject extra ``extra``):
 ``zsseg camera`` refuses a spec whose modules are missing in one line, before anything runs. Each row says what it
@@ -136,7 +138,7 @@ class OutputKind:
     option: str  # the command-line option its spec is given with
     example: str  # words for messages: "out.mp4 (a video file)"
     matches: Callable[[str], bool]  # the parser: whether a spec names this kind
-    open: Callable[[str, SinkOptions], FrameSink]
+    open: Optional[Callable[[str, SinkOptions], FrameSink]]  # None: no frame sink, the run writes it (its stats)
     plan: Optional[Callable[[OutputPlan, str, str], Any]] = None  # (plan, option, path) -> the entry it declares
     modules: Tuple[str, ...] = ()  # Python modules it needs beyond the core install ...
     extra: str = ""  # ... and the extra of pyproject.toml that installs them
@@ -313,6 +315,26 @@ def _images_wrote(what: str) -> Callable[[Dict[str, Any]], Optional[str]]:
     return line
 
 
+def _preview(spec: str, options: SinkOptions) -> FrameSink:
+    """The preview page on port ``spec``: one page, a grid of every source (``options.sources``) when there are
+    several; its own options from the run: ``host``, ``readonly`` (no class box), and the run's ``stats`` (a callable:
+    the page's numbers) and ``vocabulary`` (a callable: the class box's changes)."""
+    from .sinks import MjpegSink
+
+    text = str(spec).strip()
+    if not text.isdigit() or int(text) > 65535:
+        raise SinkError(f"--preview takes a port (0-65535; 0: any free one), got {spec!r}")
+    values = options.values
+    names = list(options.sources)
+    return MjpegSink(
+        int(text),
+        str(values.get("host") or "127.0.0.1"),
+        stats_provider=values.get("stats"),
+        vocabulary=None if values.get("readonly") else values.get("vocabulary"),
+        streams=names if len(names) > 1 else None,
+    )
+
+
 def _coco(spec: str, options: SinkOptions) -> FrameSink:
     from .coco_sink import CocoSink
 
@@ -412,6 +434,19 @@ OUTPUT_KINDS: Registry[OutputKind] = Registry("output kind", (
         "frame,id,x,y,w,h,score,-1,-1,-1 (frames numbered as the run's other outputs number them, from 0; the box "
         "in pixels from 0), what py-motmetrics and TrackEval read; several sources: put {source} in FILE. Put in "
         "place when the run has ended well",
+    ),
+    OutputKind(
+        "stats", "--stats-json", "stats.json (the run's statistics)", lambda s: bool(str(s).strip()), None,
+        _file_entry, sources=SHARED,
+        help='write the final stream statistics to this JSON file (with "outputs": each video file\'s codec, '
+        'frames and fps; "sources": per source fps, latency p50/p99, drops, reconnects, damaged packets skipped '
+        '(decode_errors), state and error; "options": the run\'s resolved options, to replay it)',
+    ),
+    OutputKind(
+        "preview", "--preview", "8080 (the preview page's port)", lambda s: str(s).strip().isdigit(), _preview,
+        sources=SHARED,
+        help="serve the preview page (MJPEG stream, a box to change the classes) on this port (0: any free port, "
+        "printed at start)",
     ),
 ))  # fmt: skip
 
@@ -556,6 +591,8 @@ def open_output(spec: str, options: Optional[SinkOptions] = None, option: str = 
     if kind is None:
         known = ", ".join(row.example for row in kinds_for(option))
         raise SinkError(f"output {spec!r} is none of the kinds {option} takes: {known}")
+    if kind.open is None:
+        raise SinkError(f"{option} {spec!r} has no frame sink: the run writes it itself ({kind.example})")
     sink = kind.open(str(spec), options or SinkOptions())
     try:
         sink.output_kind = kind.name  # the row it came from: its "wrote ..." line (wrote_line)

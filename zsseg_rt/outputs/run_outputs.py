@@ -34,7 +34,7 @@ from zsseg_rt.outputs.plan import CLI_FLAG, PYTHON_FLAG, OutputPlan, OutputRefus
 
 from .kinds import OutputKind, SinkOptions, kinds_for, output_kind, wrote_line
 
-__all__ = ["CameraOutputs", "ResultOutputs", "RunOutputs", "input_paths"]
+__all__ = ["CameraOutputs", "RunOutputs", "input_paths"]
 
 log = logging.getLogger("zsseg_rt.stream")
 
@@ -78,9 +78,10 @@ class RunOutputs:
         self.entries: List[Tuple[OutputKind, str, str, Any]] = []  # (row, option, spec, the plan's entry), in order
         self._staged: Dict[str, Any] = {}  # a spec -> its kind's entry (AtomicFile, StagedFolder, ...)
         self._labels: Dict[str, StagedFolder] = {}
-        self.stats: Optional[StagedFile] = None
+        self.stats: Optional[StagedFile] = None  # --stats-json (the stats row's entry): commit writes the summary
         self.coco: Optional[Any] = None  # --save-json FILE of a stream (zsseg_rt.outputs.coco_sink writes it)
         self.sinks: List[Any] = []  # the sinks opened here (open(): a command handing results over)
+        self._sink_rows: List[str] = []  # the row of each
         self.results = 0
         self._ended = False
 
@@ -158,7 +159,7 @@ class RunOutputs:
         for folder in label_folders:
             outputs._labels[folder] = outputs._declare("--labels-out", folder, word("--labels-out"), row=labels)
         if stats_json:
-            outputs.stats = outputs.plan.file(word("--stats-json"), stats_json)
+            outputs.stats = outputs._declare("--stats-json", stats_json, word("--stats-json"))
         if coco_json:
             outputs.coco = outputs._declare("--save-json", coco_json, word("--save-json"))
         for path in tracks:  # the tracks row's entry (a streamed file), found by staged(path) as an -o's
@@ -246,6 +247,8 @@ class RunOutputs:
     def open(self, values: Optional[Dict[str, Any]] = None) -> None:
         """Open each output's sink from its row (``values``: the kinds' own options by name, from the flags)."""
         for kind, _, spec, staged in self.entries:
+            if kind.open is None:  # no frame sink: the run writes it itself
+                continue
             options = SinkOptions(
                 staged=staged, sources=(self.command,), values=dict(values or {}), command=self.command
             )
@@ -255,6 +258,7 @@ class RunOutputs:
             except AttributeError:
                 pass
             self.sinks.append(sink)
+            self._sink_rows.append(kind.name)
 
     def add(self, result: Any, frame: Any) -> None:
         """One result (``frame``: its :class:`~zsseg_rt.outputs.result_outputs.ResultFrame`), to every output."""
@@ -282,7 +286,7 @@ class RunOutputs:
         except BaseException:
             self.abort()
             raise
-        return [(kind.name, sink.describe()) for (kind, _, _, _), sink in zip(self.entries, self.sinks)]
+        return [(name, sink.describe()) for name, sink in zip(self._sink_rows, self.sinks)]
 
     # ---- the end ------------------------------------------------------------------------------------------------------
     def commit(self, summary: Optional[dict] = None, written: Optional[Sequence[Any]] = None) -> None:
@@ -333,7 +337,7 @@ class RunOutputs:
         return kept
 
 
-# the names the two front ends had before they were merged (2026-11-29): a Session's and zsseg camera's outputs
-# (``plan_for``), zsseg segment's and batch's (``opened``); deprecated, as their module paths (zsseg_rt.aliases)
+# the name of the stream's front end before the two were merged (2026-11-29; ``plan_for`` takes what it took):
+# deprecated, as its module path (zsseg_rt.aliases). ResultOutputs has no alias: its plan_for took a command first,
+# which RunOutputs.for_results takes now (an old call would bind its arguments to other parameters, silently)
 CameraOutputs = RunOutputs
-ResultOutputs = RunOutputs

@@ -22,7 +22,6 @@ def build_sinks(
     ``RunOutputs``): a list per source and the shared ones (an MCAP file of every source, the preview); with none,
     a window per source."""
     from zsseg_rt.outputs.kinds import SinkOptions, open_output
-    from zsseg_rt.outputs.sinks import MjpegSink
 
     names = [item.name for item in inputs]
     several = len(inputs) > 1
@@ -51,16 +50,10 @@ def build_sinks(
         for index, path in enumerate(tracks):  # --tracks-out: one MOTChallenge file per source
             track_file = SinkOptions(staged=outputs.staged(path), sources=[inputs[index].name])
             per_source[index].append(open_output(path, track_file, "--tracks-out"))
-        if options.preview is not None:
-            shared.append(
-                MjpegSink(
-                    options.preview,
-                    options.preview_host,
-                    stats_provider=runner_stats,
-                    vocabulary=None if options.preview_readonly else vocabulary,
-                    streams=names if several else None,
-                )
-            )
+        if options.preview is not None:  # the preview row: one page, a grid of every source
+            page = {"host": options.preview_host, "readonly": options.preview_readonly, "stats": runner_stats}
+            preview = SinkOptions(sources=names, values={**page, "vocabulary": vocabulary})
+            shared.append(open_output(str(options.preview), preview, "--preview"))
         written = label_folders or outputs.coco is not None or tracks  # outputs without -o
         if not options.outputs and options.preview is None and not written:
             for index, item in enumerate(inputs):
