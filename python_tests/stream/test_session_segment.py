@@ -296,3 +296,98 @@ def test_a_looped_folder_names_its_unreadable_image_once(tmp_path, tiny_bundle):
     assert seen == ["p0.png"] * 3
     assert [path for path, _ in session.skipped] == [str(broken)]
     assert [entry["image"] for entry in session.summary["skipped"]] == [str(broken)]
+
+
+def test_a_video_that_cannot_be_opened_is_skipped_the_others_go_on_with_skipped_fails(tmp_path, tiny_bundle):
+    """``in_order`` and ``skipped_fails`` over a folder, a video file holding garbage and a real clip: the garbage is
+    skipped as ``zsseg segment`` skips it (named in ``session.skipped`` and the summary with its reason), the folder
+    and the clip segmented, the exit code 1; without ``skipped_fails`` it stops the run before anything runs."""
+    from stream_fakes import write_band_clip
+
+    from zsseg_rt.stream import Session
+
+    photos = _photos(tmp_path / "photos", [(48, 64)] * 2)
+    garbage = tmp_path / "broken.avi"
+    garbage.write_bytes(b"not a video at all" * 64)
+    clip = write_band_clip(tmp_path / "clip.avi", frames=3)
+    given = [photos, str(garbage), clip]
+    options = {"outputs": ["null"], "engine_options": _EXACT, "in_order": True}
+    session = Session(given, tiny_bundle, classes="cat,dog", skipped_fails=True, **options)
+    with session:
+        seen = [item.source for item in session]
+    assert seen == ["photos", "photos", "clip", "clip", "clip"]
+    assert session.exit_code == 1
+    [(path, why)] = session.skipped
+    assert path == str(garbage) and "broken" in why and why, why
+    assert session.summary["skipped"] == [{"image": str(garbage), "error": why}]
+    with pytest.raises(Exception, match="broken"):
+        Session(given, tiny_bundle, classes="cat,dog", **options).run()
+
+
+def test_a_video_that_fails_part_way_is_skipped_with_its_frames_so_far_kept(tmp_path, tiny_bundle, monkeypatch):
+    """A video whose decoding fails at its third frame (``in_order``, ``skipped_fails``): its first two frames are
+    segmented and written, the video named in ``session.skipped`` with the reason, the next source segmented, the
+    exit code 1."""
+    from stream_fakes import write_band_clip
+
+    from zsseg_rt.stream import Session
+    from zsseg_rt.stream.sources import SourceError
+    from zsseg_rt.stream.sources.opencv import OpenCVSource
+    from zsseg_rt.stream.sources.pyav_file import PyAVFileSource
+
+    clip = write_band_clip(tmp_path / "clip.avi", frames=5)
+    photos = _photos(tmp_path / "photos", [(48, 64)])
+    for kind in (PyAVFileSource, OpenCVSource):
+        real = kind.read
+
+        def read(self, real=real):
+            self.reads = getattr(self, "reads", 0) + 1
+            if self.reads == 3 and str(self.name).endswith("clip.avi"):
+                raise SourceError("clip.avi: damaged beyond resynchronising")
+            return real(self)
+
+        monkeypatch.setattr(kind, "read", read)
+    out = tmp_path / "out"
+    session = Session(
+        [clip, photos],
+        tiny_bundle,
+        classes="cat,dog",
+        outputs=[f"views:labels:{out}"],
+        engine_options=_EXACT,
+        in_order=True,
+        skipped_fails=True,
+    )
+    assert session.run() == 1
+    frames = [f"clip_00000{i}_{kind}.png" for i in range(2) for kind in ("labels", "mask")]
+    assert _visible(out) == ["classes.json", *frames, "p0_labels.png", "p0_mask.png"]  # its two frames kept
+    [(path, why)] = session.skipped
+    assert path == clip and "damaged beyond resynchronising" in why, session.skipped
+    assert session.summary["skipped"] == [{"image": clip, "error": why}]
+
+
+def test_a_glob_over_two_folders_tracks_each_folder_as_segment_does(tmp_path, tiny_bundle, capsys):
+    """``track=True`` over ``photos/*/*.png`` (two folders): each folder's images are one sequence with a tracker of
+    its own (``sequence_of``), so the second folder's ids start again: the ids ``zsseg segment --objects --track
+    --json`` gives the same glob, image by image."""
+    from zsseg_rt import cli
+    from zsseg_rt.stream import Session
+
+    _photos(tmp_path / "photos" / "a", [(48, 64)] * 3)
+    folder = tmp_path / "photos" / "b"
+    folder.mkdir()
+    rng = np.random.default_rng(5)  # other images than a's: one tracker over both would number on
+    for index in range(3):
+        cv2.imwrite(str(folder / f"q{index}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    pattern = str(tmp_path / "photos" / "*" / "*.png")
+    engine = {"backend": "onnxruntime", "mode": "exact", "object_min_area": 0}
+    session = Session(pattern, tiny_bundle, classes="cat,dog", outputs=["null"], engine_options=engine, track=True)
+    with session:
+        tracked = {item.frame.path: [obj.track_id for obj in item.objects] for item in session}
+    argv = [pattern, "--bundle", tiny_bundle, "--classes", "cat,dog", "-o", str(tmp_path / "out"), "--json"]
+    flags = ["--backend", "onnxruntime", "--mode", "exact", "--object-min-area", "0", "--objects", "--track"]
+    assert cli.main(["segment", *argv, *flags]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    segmented = {entry["image"]: [obj["track_id"] for obj in entry["objects"]["objects"]] for entry in printed}
+    assert len(tracked) == 6 and tracked == segmented
+    second = [ids for path, ids in tracked.items() if os.sep + "b" + os.sep in path]
+    assert len(second) == 3 and min(second[0]) == min(next(iter(tracked.values())))  # b's ids start again

@@ -311,7 +311,8 @@ RUN_OPTIONS = RunOptionTable(
             False,
             BOOL,
             "an image that was skipped (it could not be read) makes the run's exit code 1, as a failed source does; "
-            "the others are segmented either way",
+            "the others are segmented either way; among several sources, a video file or folder that cannot be "
+            "opened, or fails part-way (its frames so far kept), is skipped too and the others run",
             none=False,
             commands=(),
             flag_from="`zsseg segment` (always)",

@@ -8,6 +8,8 @@
 * :class:`DelayedSegmenter`: a segmenter whose result comes ``delay`` frames after its frame (the look-ahead
   filter, ``--stabilize-delay``): the loop holds each source's frames until their results come, and at a source's
   end takes the results it still holds (``flush(stream)``).
+* :class:`FrameObjectFinder`: a runner's ``objects`` that takes each result's frame too (``of_frame``: its file's
+  folder is its tracking sequence, ``Session(track=True)`` over image files); else ``objects(source, result)``.
 * :class:`ResultSink`: a sink of results rather than overlays (``write_result(frame, result)``: the label folders, the
   robot outputs, COCO masks); with ``takes_overlay`` it is also handed a callable that draws the overlay.
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
-__all__ = ["DelayedSegmenter", "ResultSink", "StreamSegmenter"]
+__all__ = ["DelayedSegmenter", "FrameObjectFinder", "ResultSink", "StreamSegmenter", "objects_of"]
 
 
 @runtime_checkable
@@ -53,3 +55,21 @@ class ResultSink(Protocol):
         """``frame`` (a ``Frame``: its image, number, source), its ``result``; with ``takes_overlay``, also a
         callable that draws the overlay (called only when the sink needs it)."""
         ...
+
+
+@runtime_checkable
+class FrameObjectFinder(Protocol):
+    """A runner's ``objects`` that finds (and tracks) a result's objects knowing its frame (``frame.path``: the image
+    file it was read from), not only its source."""
+
+    def of_frame(self, stream: int, frame: Any, result: Any) -> Any:
+        """The objects of ``result``, the result of ``frame`` from source ``stream``."""
+        ...
+
+
+def objects_of(objects: Any, stream: int, frame: Any, result: Any) -> Any:
+    """A runner's ``objects`` called on one result: with its frame (a :class:`FrameObjectFinder`), else
+    ``objects(stream, result)``."""
+    return (
+        objects.of_frame(stream, frame, result) if isinstance(objects, FrameObjectFinder) else objects(stream, result)
+    )

@@ -39,7 +39,7 @@ from ..sources import FrameSource
 from ..video_filter.video_metrics import VideoMetrics
 from .capture import Backoff, Frame, FrameGrabber
 from .flight import FlightSteps, open_flight
-from .protocols import DelayedSegmenter, ResultSink, StreamSegmenter
+from .protocols import DelayedSegmenter, ResultSink, StreamSegmenter, objects_of
 from .stream_stats import PERCENTILE_WINDOW, SourceStats, StreamStats, percentiles
 from .vocabulary import ClassFileWatcher, checked_names
 
@@ -471,7 +471,7 @@ class MultiStreamRunner:
 
     def _output(self, stream: _Stream, frame: Frame, result) -> None:
         if self.objects:  # found once (and tracked: --track), for the app's loop and every sink (COCO, robot outputs)
-            result.frame_objects = self.objects(stream.index, result)
+            result.frame_objects = objects_of(self.objects, stream.index, frame, result)  # with its frame: by file
         stream.queue.put((frame, result, stream.stats.title()))  # room: only this thread puts, after full()
         if self.on_result is not None:
             self.on_result(frame, result, self.stats)

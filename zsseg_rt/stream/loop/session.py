@@ -34,6 +34,7 @@ import weakref
 from typing import Any, Callable, ContextManager, Generator, Iterator, List, Optional, Sequence, Union
 
 from zsseg_rt.errors import OptionError
+from zsseg_rt.stream.loop.session_inputs import SessionInput, open_inputs, source_path
 from zsseg_rt.stream.loop.session_options import (
     SessionOptions,
     check_option_names,
@@ -67,16 +68,6 @@ _RESULTS_QUEUE = 4  # results waiting for the app's loop; then the stream loop w
 
 
 @dataclasses.dataclass
-class SessionInput:
-    """A source of the session: its name (statistics, ``{source}``, the preview), its ``FrameSource``, and whether it
-    was opened already (a camera among several is opened by its capture thread)."""
-
-    name: str
-    source: Any
-    opened: bool
-
-
-@dataclasses.dataclass
 class SessionResult:
     """One frame's result, as the loop made it: the source's name, the ``Frame`` (``.image``, ``.index``: its number,
     the name its outputs give it) and the result (``.labels``, ``.class_names``; a ``VideoResult`` with the filter);
@@ -92,43 +83,6 @@ class SessionResult:
 # a progress display: called with the started Session, it gives a context manager around the run whose value is
 # None or a callback (frame, result, stats) called after each frame (zsseg_rt.cli.camera_progress: the bar)
 Progress = Callable[["Session"], ContextManager[Optional[Callable[..., None]]]]
-
-
-def open_inputs(sources: Sequence[str], options: SessionOptions, max_pixels: int) -> List[SessionInput]:
-    """Every source parsed and built first (a source string that names nothing is an error at once). One source, or
-    a file / folder among several: opened here, so a missing camera or file is an error at once (reconnecting is for
-    a source lost while streaming). A camera or stream among several: opened by its capture thread, which reports
-    it and retries with backoff while the other sources go on."""
-    from zsseg_rt.stream.sources import open_source, parse_source, source_label, split_source_name, unique_labels
-
-    given = [split_source_name(str(text)) for text in sources]
-    specs = [parse_source(text) for _, text in given]  # SourceError: one line from zsseg_rt.console.errors
-    chosen = [name for name, _ in given if name]
-    for name in set(chosen):
-        if chosen.count(name) > 1:
-            raise OptionError(f"two sources are named {name!r}: give each NAME=SOURCE its own name", "sources")
-    labels = unique_labels([name or source_label(spec) for (name, _), spec in zip(given, specs)])
-    inputs: List[SessionInput] = []
-    try:
-        for label, spec in zip(labels, specs):
-            source = open_source(
-                spec,
-                width=options.width,
-                height=options.height,
-                fps=options.fps,
-                max_pixels=max_pixels,
-                allow_partial=bool(options.allow_partial_images),
-                fit=bool(options.fit_images),
-            )
-            opened = len(specs) == 1 or not source.live
-            if opened:
-                source.open()
-            inputs.append(SessionInput(label, source, opened))
-    except BaseException:
-        for item in inputs:
-            item.source.close()
-        raise
-    return inputs
 
 
 class Session:
@@ -187,6 +141,7 @@ class Session:
         self.written: List[Any] = []  # (the output kind, describe()) of each sink, once the run ended: "wrote ..."
         self.exit_code: Optional[int] = None  # the command's: 0, 1 (a source failed), 128 + a signal
         self.skipped: List[Any] = []  # (path, why) of each image skipped, once the run ended (summary "skipped")
+        self._unopened: List[Any] = []  # (path, why) of each source skipped_fails skipped: it could not be opened
         self._used = False  # run() or a loop began (_claim): a Session runs once
         self._closed = False  # close() was called: nothing runs after it
         self._generator: Optional["weakref.ref[Generator[SessionResult, None, None]]"] = None
@@ -284,7 +239,7 @@ class Session:
         try:
             classes = self._initial_classes()
             max_pixels = max_pixels_limit(self._max_pixels)
-            self.inputs = open_inputs(self.sources, self.options, max_pixels)
+            self.inputs = self._open(max_pixels)
             try:
                 outputs, label_folders = self._plan()
                 outputs.prepare()  # claims every output (owner locks: zsseg_rt.outputs.owner): an abort releases
@@ -435,6 +390,20 @@ class Session:
             "classes",
             cli='give the vocabulary with --classes "a,b,c" or --class-file classes.txt',
         )
+
+    def _open(self, max_pixels: int) -> List[SessionInput]:
+        """The sources opened (:func:`open_inputs`); those skipped_fails skips (they could not be opened) kept in
+        ``self._unopened`` as ``(path, why)`` for ``skipped``; every one of them failing: the first one's error."""
+        inputs = open_inputs(self.sources, self.options, max_pixels)
+        failed = [item for item in inputs if item.failed is not None]
+        for item in failed:
+            log.error("skipped %s: %s", source_path(item.source), item.failed)  # zsseg segment: "skipped PATH: why"
+        self._unopened = [(source_path(item.source), item.failed) for item in failed]
+        if failed and len(failed) == len(inputs):
+            from zsseg_rt.stream.sources import SourceError
+
+            raise SourceError(f"every source failed to open: {'; '.join(why for _, why in self._unopened)}")
+        return [item for item in inputs if item.failed is None]
 
     def _plan(self) -> Any:
         """Every refusal before anything is opened or loaded, and every file output (``-o`` videos and folders,
@@ -602,7 +571,11 @@ class Session:
         for entry, own in zip(summary["sources"], sinks):
             entry["outputs"] = [_describe(sink) for sink in own if _describe(sink) is not None]  # video files: codec
         failed = [stream for stream in runner.streams if stream.grabber.error is not None]
-        self.skipped = [skip for item in self.inputs for skip in getattr(item.source, "skipped", ())]
+        self.skipped = list(self._unopened) + [
+            skip for item in self.inputs for skip in getattr(item.source, "skipped", ())
+        ]
+        if self.options.skipped_fails:  # a video file that failed part-way: skipped, its frames so far kept
+            self.skipped += [(source_path(s.source), str(s.grabber.error)) for s in failed if not s.source.live]
         summary["skipped"] = [{"image": path, "error": why} for path, why in self.skipped]  # the images not read
         resized = [item for each in self.inputs for item in getattr(each.source, "resized", {}).items()]
         summary["resized"] = [{"image": path, **sizes} for path, sizes in resized]  # fit_images: read resized

@@ -304,7 +304,8 @@ def output_values(options: Any) -> Dict[str, Any]:
 # ---- the video filter: any object with the video options' names (SessionOptions, the command's arguments) -------
 def object_finder(options: Any, engine: Any, sources: Sequence[Any]) -> Any:
     """The runner's ``objects``: with ``track`` (or ``tracks_out``) one tracker per source (its ``track_max_missed``
-    the Engine's option), with ``in_order`` one per sequence (:func:`sequence_key`), else ``options.objects``."""
+    the Engine's option), with ``in_order`` one per sequence (:func:`sequence_key`); an image file's frame in its
+    folder's (:class:`SequenceTrackers`); else ``options.objects``."""
     from zsseg_rt.outputs.kinds import FOUND, TRACKED, objects_needed
 
     need = objects_needed(options)  # objects; track, tracks_out: tracked (the output kinds' rows)
@@ -314,9 +315,29 @@ def object_finder(options: Any, engine: Any, sources: Sequence[Any]) -> Any:
 
     trackers = SourceTrackers(getattr(getattr(engine, "options", None), "track_max_missed", None))
     if not getattr(options, "in_order", False):  # side by side: each source's frames in its own order, one tracker each
-        return trackers
-    keys = [sequence_key(source, number) for number, source in enumerate(sources)]
-    return lambda stream, result: trackers(keys[stream], result)
+        return SequenceTrackers(trackers, list(range(len(sources))), by_source=True)
+    return SequenceTrackers(trackers, [sequence_key(source, number) for number, source in enumerate(sources)])
+
+
+class SequenceTrackers:
+    """The runner's ``objects`` with ``track`` (a ``FrameObjectFinder``): a frame read from an image file is tracked
+    in its folder's sequence (``sequence_of(frame.path)``: a glob over two folders is two sequences, as in ``zsseg
+    segment``; ``by_source``: within its source's, side by side), any other frame in its source's (``keys``)."""
+
+    def __init__(self, trackers: Any, keys: Sequence[Any], by_source: bool = False):
+        self.trackers, self.keys, self.by_source = trackers, keys, by_source
+
+    def __call__(self, stream: int, result: Any) -> Any:
+        return self.trackers(self.keys[stream], result)
+
+    def of_frame(self, stream: int, frame: Any, result: Any) -> Any:
+        path = getattr(frame, "path", None)
+        if path is None:
+            return self(stream, result)
+        from zsseg_rt.input_files import sequence_of
+
+        key = (stream, sequence_of(path)) if self.by_source else sequence_of(path)
+        return self.trackers(key, result)
 
 
 def sequence_key(source: Any, number: int) -> Any:
