@@ -1,8 +1,8 @@
 // CUDA segment_windows, the `ordered_prebound` candidate (segment_windows_testing::Variant::kOrderedPrebound): the
 // `ordered` kernel (segment_windows_ordered.cuh) whose per-tile bound pass (segment_windows_bounds.cuh) reads a few
-// precomputed bounds per class instead of every logit of the tile's footprint (issue 86 item 2, the GPU review of
-// 7f842ed, recommendation 4: the fixed part of tiled's ~42 us + 1.0 us per kept class at C=171 is that pass and the
-// tile's set-up, repeated in every one of 752 tiles).
+// precomputed bounds per class instead of every logit of the tile's footprint (an H200 run fitted tiled's time at
+// C=171 to ~42 us + 1.0 us per kept class, the fixed part being that pass and the tile's set-up, repeated in every
+// one of 752 tiles).
 //
 // Two launches in the caller's stream (a CUDA graph captures both):
 //   1. segment_windows_prebound_kernel: a thread per logit (window k, class c, row r, column q) writes the min and
