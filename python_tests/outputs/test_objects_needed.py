@@ -60,7 +60,7 @@ def _segment_answer(args) -> str:
 
 def _session_answer(options) -> str:
     made = object_finder(options, SimpleNamespace(options=SimpleNamespace(track_max_missed=None)), [])
-    if isinstance(made, SourceTrackers):
+    if isinstance(getattr(made, "trackers", made), SourceTrackers):  # (SequenceTrackers: a tracker per sequence)
         return TRACKED
     assert made in (True, False)
     return FOUND if made else NO_OBJECTS
