@@ -162,6 +162,21 @@ def count_frames(path) -> int:
     return count
 
 
+def read_frames(path) -> list:
+    """Every frame OpenCV reads from the video at ``path``, in order (BGR arrays; [] for a file it cannot open)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
 def _preview_sink(box, streams=None):
     """An MjpegSink on 127.0.0.1 (a free port) for the runner that ``box["runner"]`` will hold: its stats, and a
     class box that changes its vocabulary."""

@@ -13,6 +13,7 @@ cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mcap_ros2")
 
 from robot_readers import read_mcap_ros2  # noqa: E402
+from stream_fakes import read_frames  # noqa: E402
 
 from zsseg_rt import cli  # noqa: E402
 
@@ -23,18 +24,6 @@ def _photos(folder, count=3):
     for index in range(count):
         cv2.imwrite(str(folder / f"p{index}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
     return str(folder)
-
-
-def _frames(path):
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
 
 
 def _labels(path):
@@ -65,7 +54,7 @@ def test_a_python_app_writes_what_zsseg_camera_writes(tmp_path, tiny_bundle, cap
     )
     assert session.run() == 0
 
-    ours, theirs = _frames(py_mp4), _frames(cli_mp4)
+    ours, theirs = read_frames(py_mp4), read_frames(cli_mp4)
     assert len(ours) == len(theirs) == 3
     for mine, cli_frame in zip(ours, theirs):
         np.testing.assert_array_equal(mine, cli_frame)

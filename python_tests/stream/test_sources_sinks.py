@@ -7,7 +7,7 @@ import os
 import cv2
 import numpy as np
 import pytest
-from stream_fakes import FakeEngine, numbered_frame, write_test_video
+from stream_fakes import FakeEngine, numbered_frame, read_frames, write_test_video
 
 from zsseg_rt.stream import (
     ImageFolderSink,
@@ -102,14 +102,7 @@ def test_video_file_through_the_stream_every_frame(tmp_path, thread_guard):
     engine = FakeEngine(["a", "b", "c"])
     stats = StreamRunner(engine, open_source(src), [open_sink(out)], drop_stale=False).run()
     assert stats.processed == 25 and stats.captured == 25 and stats.dropped == 0
-    cap = cv2.VideoCapture(out)
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = read_frames(out)
     assert len(frames) == 25
     assert frames[0].shape == (48, 64, 3)
     # the overlay is not the input: the right third is blended with class c's colour
