@@ -391,3 +391,46 @@ def test_a_glob_over_two_folders_tracks_each_folder_as_segment_does(tmp_path, ti
     assert len(tracked) == 6 and tracked == segmented
     second = [ids for path, ids in tracked.items() if os.sep + "b" + os.sep in path]
     assert len(second) == 3 and min(second[0]) == min(next(iter(tracked.values())))  # b's ids start again
+
+
+def test_on_written_tells_each_image_once_its_views_exist_in_run_and_in_a_loop(tmp_path, tiny_bundle):
+    """``on_written=``: called once per image with the ``SessionResult`` the app's loop gets (its source, frame,
+    result), when that image's view files are on disk already (zsseg segment prints an image's line from it), in
+    ``run()`` and in a loop; an exception out of it fails the run, its outputs not put in place."""
+    from zsseg_rt.stream import Session, SessionResult
+
+    photos = _photos(tmp_path / "photos", [(48, 64), (32, 40), (40, 48)])
+    for way in ("run", "loop"):
+        out = tmp_path / way
+        told = []
+
+        def on_written(item, out=out, told=told):
+            assert isinstance(item, SessionResult)
+            stem = os.path.splitext(os.path.basename(item.frame.path))[0]
+            files = [os.path.exists(out / f"{stem}_{kind}.png") for kind in ("overlay", "labels")]
+            told.append((item.source, stem, files, item.result.labels.shape))
+
+        options = {"outputs": [f"views:overlay,labels:{out}"], "engine_options": _EXACT, "on_written": on_written}
+        session = Session(photos, tiny_bundle, classes="cat,dog", **options)
+        if way == "run":
+            assert session.run() == 0
+            looped = None
+        else:
+            with session:
+                looped = [(item.source, item.frame.index, item.result.labels.shape) for item in session]
+        assert sorted(stem for _, stem, _, _ in told) == ["p0", "p1", "p2"], way
+        assert all(files == [True, True] for _, _, files, _ in told), told
+        sizes = {"p0": (48, 64), "p1": (32, 40), "p2": (40, 48)}
+        assert all(source == "photos" and shape == sizes[stem] for source, stem, _, shape in told), told
+        if looped is not None:
+            assert [(s, shape) for s, _, shape in looped] == [("photos", sizes[f"p{i}"]) for i in range(3)]
+    failing = Session(
+        photos,
+        tiny_bundle,
+        classes="cat,dog",
+        outputs=[f"views:{tmp_path / 'failed'}"],
+        engine_options=_EXACT,
+        on_written=lambda item: (_ for _ in ()).throw(KeyError("the app's line failed")),
+    )
+    with pytest.raises(KeyError, match="the app's line failed"):
+        failing.run()

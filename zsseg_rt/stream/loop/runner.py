@@ -101,6 +101,7 @@ class MultiStreamRunner:
         max_frames: each source stops after this many processed frames (None: until it ends or ``stop()``).
         on_result: optional callback ``(frame: Frame, result, stats: StreamStats)`` after each frame is segmented
             (in the inference thread, before it is drawn and written; ``frame.stream`` says which source).
+            ``on_written`` (attribute): ``(frame, result)`` in its writer thread once every sink has it (run() raises).
         window: frames averaged for the FPS / latency figures.
         temporal_consistency: also measure each source's flow-warped temporal consistency (a DIS flow per frame in
             its writer thread; flicker and the end-to-end frame rate are always measured): ``SourceStats.video``.
@@ -173,7 +174,7 @@ class MultiStreamRunner:
         self.alpha = float(alpha)
         self.legend = bool(legend)
         self.max_frames = max_frames
-        self.on_result = on_result
+        self.on_result, self.on_written = on_result, None
         self.in_flight, self.in_order = in_flight, bool(in_order)
         self.objects = objects if callable(objects) or not objects else lambda _source, result: result.objects()
         self._flight: Optional[FlightSteps] = None  # open while run() runs, where frames can be in flight
@@ -500,6 +501,8 @@ class MultiStreamRunner:
             frame, result, title = item
             try:
                 self._write_frame(stream, frame, result, title)
+                if self.on_written is not None:  # every sink has it (its line once its files exist: zsseg segment)
+                    self.on_written(frame, result)
             except BaseException as exc:  # noqa: BLE001 - re-raised by run() in the caller's thread
                 log.debug("writing %s's frame failed: %s", stream.name, exc)  # run() raises it: one message
                 self._writer_error = exc

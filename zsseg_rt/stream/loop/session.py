@@ -99,6 +99,9 @@ class Session:
             where the bundle's pipeline has it, else its one order).
         max_pixels: the frames' pixel limit (None: ``$ZSSEG_MAX_PIXELS``, else 40 MP; 0: none).
         progress: a :data:`Progress` (the command's bar); None: nothing shown.
+        on_written: called with each frame's :class:`SessionResult` (the one the app's loop gets) once the frame's
+            outputs hold it (its files written: ``zsseg segment``'s line per image), in the source's writer thread,
+            in :meth:`run` and in a loop; an exception out of it fails the run as a failed write does.
         command: how refusals name the program (``zsseg camera``'s "camera").
 
     Raises:
@@ -116,6 +119,7 @@ class Session:
         engine_options: Optional[dict] = None,
         max_pixels: Optional[int] = None,
         progress: Optional[Progress] = None,
+        on_written: Optional[Callable[[SessionResult], None]] = None,
         command: str = "camera",
         **option_values: Any,
     ):
@@ -132,7 +136,7 @@ class Session:
             from zsseg_rt.options.run_rows import RUN_OPTIONS
 
             RUN_OPTIONS.check_engine_options(dataclasses.asdict(self.options), self.engine_options)
-        self.progress = progress
+        self.progress, self.on_written = progress, on_written
         self._max_pixels = max_pixels
         self.inputs: List[SessionInput] = []
         self.runner: Any = None
@@ -337,7 +341,8 @@ class Session:
             raise box["error"]
 
     def _chain(self, shown: Optional[Callable[..., None]], results: Optional["queue.Queue[SessionResult]"]) -> None:
-        """The runner's ``on_result``: the speed meter's, the progress display's, the caller's loop's queue."""
+        """The runner's ``on_result`` (the speed meter's, the progress display's, the caller's loop's queue) and
+        ``on_written`` (the caller's, with the SessionResult)."""
         runner, speed, names = self.runner, self.speed, [item.name for item in self.inputs]
 
         def on_result(frame: Any, result: Any, stats: Any) -> None:
@@ -355,6 +360,11 @@ class Session:
                     continue
 
         runner.on_result = on_result
+        told = self.on_written
+        if told is not None:  # once the frame's outputs hold it (the runner's writer thread)
+            runner.on_written = lambda frame, result: told(
+                SessionResult(names[frame.stream], frame, result, getattr(result, "frame_objects", None))
+            )
 
     @contextlib.contextmanager
     def _progress(self) -> Iterator[Optional[Callable[..., None]]]:
