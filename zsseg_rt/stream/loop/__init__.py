@@ -5,7 +5,8 @@
   :mod:`~zsseg_rt.stream.loop.session_summary` (its closing lines).
 - :mod:`~zsseg_rt.stream.loop.runner`: the loop itself (``StreamRunner``, ``MultiStreamRunner``), with
   :mod:`~zsseg_rt.stream.loop.capture` (a newest-frame capture thread per source), :mod:`~zsseg_rt.stream.loop.flight`
-  (frames in flight on the device), :mod:`~zsseg_rt.stream.loop.protocols` (what the loop asks of what it drives) and
+  (frames in flight on the device), :mod:`~zsseg_rt.stream.loop.writer` (a writer thread per source),
+  :mod:`~zsseg_rt.stream.loop.protocols` (what the loop asks of what it drives) and
   :mod:`~zsseg_rt.stream.loop.vocabulary` (a class file watched for edits while it runs).
 - :mod:`~zsseg_rt.stream.loop.live`: the ``LIVE`` preset's names (``zsseg camera --live``).
 
