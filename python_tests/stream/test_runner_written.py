@@ -108,3 +108,47 @@ def test_an_exception_out_of_on_written_fails_the_run_as_a_failed_write(thread_g
         runner.run()
     assert told == [0, 1]
     assert sink.aborted and not sink.closed
+
+
+def test_in_order_takes_the_next_source_only_once_every_result_of_the_earlier_ones_is_written(thread_guard):
+    """``in_order`` with one sink both sources share (a ``views:`` folder, an MCAP or COCO file): source 1's frames
+    are taken only once source 0's last result is written by its own writer thread, so the shared sink gets every
+    frame of source 0 before any of source 1.
+
+    No sleeps order it: source 1's first frame is in its capture before source 0 gives any (source 0's generator
+    waits until source 1's asks for its second frame); source 0's last write waits until either a frame of source 1
+    reached the shared sink (what a loop that does not wait for the writer does: the order is then broken, always)
+    or the loop went idle, source 0 done, without taking source 1's frame (the loop waiting for the writer). Each
+    wait is bounded: a stuck run fails the test instead of hanging it."""
+    second_ready, release = threading.Event(), threading.Event()
+    segmented = []  # the sources of the frames segmented, in order (on_result, the loop's thread)
+
+    def first_waits(index):
+        if index == 0:
+            assert second_ready.wait(HANG), "source 1 never read its first frame"
+
+    def second_reads(index):
+        if index == 1:  # asked for its second frame: its first one is in its capture, ready to be taken
+            second_ready.set()
+
+    def before_write(frame):
+        if frame.stream == 1:
+            release.set()  # a frame of source 1 is at the shared sink
+        elif frame.index == 2:  # source 0's last frame
+            assert release.wait(HANG), "source 0's last write was never released"
+
+    shared = ResultRecorder("shared", before_write=before_write)
+    sources = [file_source("first", 3, first_waits), file_source("second", 2, second_reads)]
+    runner = _runner(sources, [[], []], [shared], in_order=True)
+    runner.on_result = lambda frame, result, stats: segmented.append(frame.stream)
+    idle = runner._ready.wait
+
+    def idle_wait(timeout=None):  # the loop has nothing to take: with source 0 done, source 1 was held back
+        if runner.streams[0].done and 1 not in segmented:
+            release.set()
+        return idle(timeout)
+
+    runner._ready.wait = idle_wait
+    runner.run()
+    assert shared.seen == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    assert segmented == [0, 0, 0, 1, 1]

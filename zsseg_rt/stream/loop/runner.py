@@ -79,6 +79,7 @@ class _Stream:
         self.flushed = False
         self.in_flight = 0  # its frames submitted in flight whose results were not output yet (flight.py)
         self.submitted = 0  # its frames submitted in flight
+        self.unwritten = 0  # its results queued for its writer and not yet written (in_order: drained before the next)
 
 
 class MultiStreamRunner(WriterThreads):
@@ -109,7 +110,8 @@ class MultiStreamRunner(WriterThreads):
             last one's results are taken; 1: each step waited for); used only where ``segment.in_flight`` has lanes.
         objects: find each result's objects (``Result.objects()``, the Engine's limits) in the inference thread, before
             ``on_result`` and the sinks see it: ``result.frame_objects``; or a callable ``(source, result)`` (--track).
-        in_order: the sources one after another (a source's frames once every earlier one ended), not side by side.
+        in_order: the sources one after another (a source's frames once every earlier one ended and its writer wrote
+            its every result: a shared sink gets them in order), not side by side.
 
     The run ends when every source is done (a file or folder at its end, a source that gave up reconnecting, or
     ``max_frames``), or at ``stop()`` / SIGINT / SIGTERM / a sink's stop request. Live sources never end by
@@ -368,8 +370,8 @@ class MultiStreamRunner(WriterThreads):
             self._ready.clear()  # a frame or freed room after the polls below sets it again: no lost wake-up
             batch: List[Tuple[_Stream, Frame]] = []
             for stream in self.streams:
-                if self.in_order and not all(earlier.done for earlier in self.streams[: stream.index]):
-                    break  # in order: an earlier source still runs
+                if self.in_order and not all(self._drained(earlier) for earlier in self.streams[: stream.index]):
+                    break  # in order: an earlier source still runs, or its last results are not written yet
                 if stream.done or stream.queue.qsize() + stream.in_flight >= QUEUE_SIZE:  # its writer is behind
                     continue  # (its frames in flight count: their results are on their way to its queue)
                 if self.max_frames is not None and stream.submitted >= self.max_frames:
@@ -394,6 +396,12 @@ class MultiStreamRunner(WriterThreads):
                 return
             if any(sink.stop_requested for sink in self._all_sinks()):
                 return
+
+    def _drained(self, stream: _Stream) -> bool:
+        """``stream`` is done and every result of it written (none in flight, none waiting for its writer): in order,
+        the next source starts only then (a sink they share, one folder or MCAP file, gets every frame in order)."""
+        with self._stats_lock:
+            return stream.done and not stream.in_flight and not stream.unwritten
 
     def _all_sinks(self) -> List[FrameSink]:
         return [sink for stream in self.streams for sink in stream.sinks] + self.shared_sinks
@@ -473,6 +481,8 @@ class MultiStreamRunner(WriterThreads):
     def _output(self, stream: _Stream, frame: Frame, result) -> None:
         if self.objects:  # found once (and tracked: --track), for the app's loop and every sink (COCO, robot outputs)
             result.frame_objects = objects_of(self.objects, stream.index, frame, result)  # with its frame: by file
+        with self._stats_lock:
+            stream.unwritten += 1  # (the writer counts it down once written)
         stream.queue.put((frame, result, stream.stats.title()))  # room: only this thread puts, after full()
         if self.on_result is not None:
             self.on_result(frame, result, self.stats)

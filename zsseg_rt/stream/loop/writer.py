@@ -51,27 +51,35 @@ class WriterThreads:
             self._ready.set()  # room in the queue: the loop takes this source's frames again
             if item is None:
                 return
-            if self._writer_error is not None:
-                continue
-            frame, result, title = item
             try:
-                self._write_frame(stream, frame, result, title)
-                if self.on_written is not None:  # every sink has it (its line once its files exist: zsseg segment)
-                    self.on_written(frame, result)
-            except BaseException as exc:  # noqa: BLE001 - re-raised by run() in the caller's thread
-                log.debug("writing %s's frame failed: %s", stream.name, exc)  # run() raises it: one message
-                self._writer_error = exc
-                self.stop()
-                continue
-            self._measure(stream, frame, result)
-            e2e = time.monotonic() - frame.timestamp
-            with self._stats_lock:
-                stream.e2e.append(e2e)
-                stream.e2e_window.append(e2e)
-                self._e2e_all.append(e2e)
-                stream.stats.e2e_latency_ms = 1000.0 * float(np.mean(stream.e2e_window))
-                stream.stats.e2e_latency_p50_ms, stream.stats.e2e_latency_p99_ms = percentiles(stream.e2e)
-                self.stats.e2e_latency_ms = 1000.0 * float(np.mean(self._e2e_all))
+                if self._writer_error is None:
+                    self._write_item(stream, *item)
+            finally:
+                with self._stats_lock:
+                    stream.unwritten -= 1
+                self._ready.set()  # written: in order, the next source may start (the runner's _drained)
+
+    def _write_item(self, stream: Any, frame: Frame, result: Any, title: str) -> None:
+        """One result written to every sink, ``on_written`` told, the source's measures updated; a failure (of a sink
+        or of ``on_written``) is kept for ``run()`` to raise and stops the run."""
+        try:
+            self._write_frame(stream, frame, result, title)
+            if self.on_written is not None:  # every sink has it (its line once its files exist: zsseg segment)
+                self.on_written(frame, result)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by run() in the caller's thread
+            log.debug("writing %s's frame failed: %s", stream.name, exc)  # run() raises it: one message
+            self._writer_error = exc
+            self.stop()
+            return
+        self._measure(stream, frame, result)
+        e2e = time.monotonic() - frame.timestamp
+        with self._stats_lock:
+            stream.e2e.append(e2e)
+            stream.e2e_window.append(e2e)
+            self._e2e_all.append(e2e)
+            stream.stats.e2e_latency_ms = 1000.0 * float(np.mean(stream.e2e_window))
+            stream.stats.e2e_latency_p50_ms, stream.stats.e2e_latency_p99_ms = percentiles(stream.e2e)
+            self.stats.e2e_latency_ms = 1000.0 * float(np.mean(self._e2e_all))
 
     def _write_frame(self, stream: Any, frame: Frame, result, title: str) -> None:
         """One result to the source's sinks and the shared ones. The overlay is drawn once, and only when a sink
