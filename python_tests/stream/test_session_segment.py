@@ -434,3 +434,30 @@ def test_on_written_tells_each_image_once_its_views_exist_in_run_and_in_a_loop(t
     )
     with pytest.raises(KeyError, match="the app's line failed"):
         failing.run()
+
+
+def test_a_source_that_cannot_be_opened_keeps_its_place_in_the_summary(tmp_path, tiny_bundle):
+    """``skipped_fails`` over a folder, a video file holding garbage and a real clip: the summary's ``sources`` (what
+    ``--stats-json`` writes) holds all three in the order given, the garbage one failed with why, no frames, the keys
+    of the others."""
+    from stream_fakes import write_band_clip
+
+    from zsseg_rt.stream import Session
+
+    photos = _photos(tmp_path / "photos", [(48, 64)] * 2)
+    garbage = tmp_path / "broken.avi"
+    garbage.write_bytes(b"not a video at all" * 64)
+    clip = write_band_clip(tmp_path / "clip.avi", frames=3)
+    options = {"outputs": ["null"], "engine_options": _EXACT, "in_order": True, "skipped_fails": True}
+    session = Session([photos, str(garbage), clip], tiny_bundle, classes="cat,dog", **options)
+    assert session.run() == 1
+    [(_, why)] = session.skipped
+    sources = session.summary["sources"]
+    assert [entry["name"] for entry in sources] == ["photos", "broken", "clip"]
+    assert [entry["processed"] for entry in sources] == [2, 0, 3]
+    assert [entry["state"] for entry in sources] == ["ended", "failed", "ended"]
+    failed = sources[1]
+    assert failed["error"] == why and "broken" in why
+    assert (failed["captured"], failed["dropped"], failed["fps"], failed["outputs"]) == (0, 0, 0.0, [])
+    assert set(failed) == set(sources[0]) == set(sources[2])
+    assert json.loads(json.dumps(session.summary))["sources"][1] == failed  # as --stats-json writes it

@@ -146,6 +146,7 @@ class Session:
         self.exit_code: Optional[int] = None  # the command's: 0, 1 (a source failed), 128 + a signal
         self.skipped: List[Any] = []  # (path, why) of each image skipped, once the run ended (summary "skipped")
         self._unopened: List[Any] = []  # (path, why) of each source skipped_fails skipped: it could not be opened
+        self._given: List[SessionInput] = []  # every source in the order given, those not opened too (the summary)
         self._used = False  # run() or a loop began (_claim): a Session runs once
         self._closed = False  # close() was called: nothing runs after it
         self._generator: Optional["weakref.ref[Generator[SessionResult, None, None]]"] = None
@@ -404,7 +405,7 @@ class Session:
     def _open(self, max_pixels: int) -> List[SessionInput]:
         """The sources opened (:func:`open_inputs`); those skipped_fails skips (they could not be opened) kept in
         ``self._unopened`` as ``(path, why)`` for ``skipped``; every one of them failing: the first one's error."""
-        inputs = open_inputs(self.sources, self.options, max_pixels)
+        inputs = self._given = open_inputs(self.sources, self.options, max_pixels)
         failed = [item for item in inputs if item.failed is not None]
         for item in failed:
             log.error("skipped %s: %s", source_path(item.source), item.failed)  # zsseg segment: "skipped PATH: why"
@@ -580,6 +581,8 @@ class Session:
         summary["outputs"] = [output for _kind, output in self.written]
         for entry, own in zip(summary["sources"], sinks):
             entry["outputs"] = [_describe(sink) for sink in own if _describe(sink) is not None]  # video files: codec
+        opened = iter(summary["sources"])  # a source that could not be opened (skipped_fails) in its place, failed
+        summary["sources"] = [next(opened) if item.failed is None else _unopened_entry(item) for item in self._given]
         failed = [stream for stream in runner.streams if stream.grabber.error is not None]
         self.skipped = list(self._unopened) + [
             skip for item in self.inputs for skip in getattr(item.source, "skipped", ())
@@ -589,7 +592,7 @@ class Session:
         summary["skipped"] = [{"image": path, "error": why} for path, why in self.skipped]  # the images not read
         resized = [item for each in self.inputs for item in getattr(each.source, "resized", {}).items()]
         summary["resized"] = [{"image": path, **sizes} for path, sizes in resized]  # fit_images: read resized
-        log_summary(runner, summary, len(failed))
+        log_summary(runner, summary, len(failed) + len(self._unopened))
         if speed.images:
             log.info("%s", speed.line(engine.backend.name, precision, unit="frame"))
         line = kernel_line(summary["postprocess_kernel"])
@@ -607,6 +610,15 @@ class Session:
 def _describe(sink: Any) -> Optional[dict]:
     describe = getattr(sink, "describe", None)  # a file sink says what it wrote (a video's codec, frames, fps)
     return describe() if callable(describe) else None
+
+
+def _unopened_entry(item: SessionInput) -> dict:
+    """The summary's entry of a source that could not be opened: a source's keys (``SourceStats``), failed, with why
+    and no frames."""
+    from zsseg_rt.stream.loop.stream_stats import SourceStats
+
+    stats = SourceStats(item.name, item.source.name, bool(item.source.live), "failed", item.failed, failed_opens=1)
+    return {**stats.as_dict(), "outputs": []}
 
 
 def _options(values: dict) -> SessionOptions:
