@@ -286,3 +286,18 @@ def test_the_packages_errors_are_one_hierarchy():
         assert issubclass(kind, ZssegError) and issubclass(kind, builtin), kind
     refused = OptionError("max_frames: expected a whole number >= 1, or None, got 0", "max_frames", cli="--max-frames")
     assert format_error(refused) == "--max-frames" and str(refused).startswith("max_frames:")
+
+
+def test_a_frame_source_given_as_an_object_is_kept_and_recorded_by_its_name(tmp_path, tiny_bundle):
+    """A ``FrameSource`` among a Session's sources (alone or in a list) is kept as it is, beside the paths; the
+    resolved options (``--stats-json``'s ``"options"``) record it by its ``name``, a path made absolute."""
+    from zsseg_rt.stream import CallableSource, Session
+
+    source = CallableSource(lambda: iter(()), live=False, name="robot-arm")
+    clip = write_band_clip(tmp_path / "clip.avi", frames=2)
+    session = Session([source, clip], tiny_bundle, classes="a,b", outputs=["null"])
+    assert session.sources[0] is source and session.sources[1] == clip
+    recorded = json.loads(json.dumps(session.resolved_options()))
+    assert recorded["sources"] == ["robot-arm", os.path.abspath(clip)]
+    alone = Session(source, tiny_bundle, classes="a,b", outputs=["null"])
+    assert alone.sources == [source] and alone.resolved_options()["sources"] == ["robot-arm"]

@@ -49,6 +49,7 @@ from zsseg_rt.stream.loop.session_options import (
 from zsseg_rt.stream.loop.session_record import model_name, record_options, replay_arguments
 from zsseg_rt.stream.loop.session_sinks import build_sinks
 from zsseg_rt.stream.loop.vocabulary import lend_vocabulary
+from zsseg_rt.stream.sources.base import FrameSource
 
 __all__ = ["NO_OUTPUT_MESSAGE", "Session", "SessionInput", "SessionResult", "open_inputs", "replay_arguments"]
 
@@ -90,7 +91,7 @@ class Session:
 
     Args:
         sources: what ``zsseg camera`` takes: ``0``, ``/dev/video0``, ``csi://0``, ``rtsp://...``, a video file, an
-            image folder; ``NAME=SOURCE`` names one.
+            image folder; ``NAME=SOURCE`` names one; or a ``FrameSource`` (kept as it is; recorded by its ``name``).
         model: an ``Engine`` (the app's; its own classes unless ``classes`` is given, and left open), or a bundle
             directory (opened with ``engine_options``, closed at the end).
         classes: the vocabulary (``"a,b,c"`` or a list); None: the Engine's, or ``options.class_file``'s.
@@ -111,7 +112,7 @@ class Session:
 
     def __init__(
         self,
-        sources: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
+        sources: Union[str, "os.PathLike[str]", FrameSource, Sequence[Union[str, "os.PathLike[str]", FrameSource]]],
         model: Any,
         classes: Union[None, str, Sequence[str]] = None,
         *,
@@ -126,8 +127,9 @@ class Session:
         if options is not None and option_values:
             raise TypeError(f"give the options as options= or as keywords, not both: {sorted(option_values)}")
         self.options = options if options is not None else _options(option_values)
-        given = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)  # a source, or a list
-        self.sources: List[str] = [os.fspath(source) for source in given]
+        given = [sources] if isinstance(sources, (str, os.PathLike, FrameSource)) else list(sources)  # one, or a list
+        # a path or a source string; a FrameSource as it is (zsseg segment's image files: ImageFilesSource(paths=))
+        self.sources: List[Any] = [s if isinstance(s, FrameSource) else os.fspath(s) for s in given]
         if not self.sources:
             raise OptionError("a session needs at least one source (a camera, a stream URL, a video file, a folder)")
         self.model, self.classes, self.command = model, classes, command

@@ -29,7 +29,7 @@ def record_options(session: Any) -> Dict[str, Any]:
     if values.get("cache_dir") is not None:
         values["cache_dir"] = _absolute(values["cache_dir"])
     recorded = {
-        "sources": [_absolute_source(text) for text in session.sources],
+        "sources": [_absolute_source(source) for source in session.sources],
         "model": model_name(session.model, absolute=True),
         "classes": classes if classes is None or isinstance(classes, str) else list(classes),
         "class_names": list(engine.class_names) if engine is not None else None,
@@ -120,10 +120,13 @@ def _absolute_output(spec: str) -> str:
     return str(_absolute(spec)) if kind is not None and kind.plan is not None else spec
 
 
-def _absolute_source(text: str) -> str:
-    """A source that is a file or folder made absolute (``NAME=`` kept); a camera, a URL as given."""
-    from zsseg_rt.stream.sources import split_source_name
+def _absolute_source(text: Any) -> str:
+    """A source that is a file or folder made absolute (``NAME=`` kept); a camera, a URL as given; a ``FrameSource``
+    given as an object: its ``name`` (a record holds text only)."""
+    from zsseg_rt.stream.sources import FrameSource, split_source_name
 
+    if isinstance(text, FrameSource):
+        return str(text.name)
     name, source = split_source_name(text)
     if not os.path.exists(source):
         return text
