@@ -35,6 +35,7 @@ from typing import Any, Callable, ContextManager, Generator, Iterator, List, Opt
 
 from zsseg_rt.errors import OptionError
 from zsseg_rt.stream.loop.session_inputs import SessionInput, open_inputs, source_path
+from zsseg_rt.stream.loop.session_left import LeftOpen, LoopLeft, left_line
 from zsseg_rt.stream.loop.session_options import (
     SessionOptions,
     check_option_names,
@@ -241,7 +242,7 @@ class Session:
         from zsseg_rt.console.signal_phases import phase
         from zsseg_rt.image_io import max_pixels_limit
 
-        left_open = _LeftOpen(weakref.ref(self))  # at interpreter exit, a loop still open is ended
+        left_open = LeftOpen(weakref.ref(self))  # at interpreter exit, a loop still open is ended
         atexit.register(left_open)
         try:
             classes = self._initial_classes()
@@ -275,18 +276,18 @@ class Session:
                             self.segment.close()  # the video filter's buffers (device ones on a device pipeline)
                     self._finish(sinks, shared)
                     if self._left is not None:
-                        raise _LoopLeft(self._left)
+                        raise LoopLeft(self._left)
                     outputs.commit(self.summary, self.written)
                 except BaseException as exc:
                     kept = outputs.abort()
-                    if isinstance(exc, _LoopLeft):
+                    if isinstance(exc, LoopLeft):
                         self.exit_code = 1
-                        log.warning("%s", _left_line(self._left, kept))
+                        log.warning("%s", left_line(self._left, kept))
                     raise
             finally:
                 for opened in self.inputs:
                     opened.source.close()
-        except _LoopLeft:
+        except LoopLeft:
             pass  # said above
         except Exception as exc:  # noqa: BLE001 - the app's loop is gone: said, not raised out of a collection
             if self._left is None:
@@ -640,35 +641,3 @@ def default_mode(bundle: str) -> str:
     except Exception:  # noqa: BLE001 - the Engine's own load reports it, in its words
         return "fast"
     return "fast" if "fast" in modes else modes[0]
-
-
-class _LoopLeft(Exception):
-    """The app's loop was left unfinished without ``close()``: the run failed (its outputs are not put in place)."""
-
-
-class _LeftOpen:
-    """At interpreter exit (``atexit``), a Session whose loop is still open is ended as a failed run while the
-    interpreter still works (an iterator left open at exit printed an ImportError traceback from its sources'
-    close during shutdown and left a partial file)."""
-
-    def __init__(self, session: "weakref.ref[Session]"):
-        self.session = session
-
-    def __call__(self) -> None:
-        session = self.session()
-        if session is not None:
-            session._abandon("the interpreter exited with the loop still open")
-
-
-def _left_line(why: Optional[str], kept: Sequence[str]) -> str:
-    """The warning of a run whose app loop was left unfinished: why, and what became of its partial files."""
-    said = (
-        f"; kept, with what was written: {', '.join(kept)} (pass overwrite=True to the next run to remove it, or move "
-        "it away)"
-        if kept
-        else ""
-    )
-    return (
-        f"the stream's loop ended as a failed run ({why}): no output was put in place, none replaced{said}; to end a "
-        "loop early as a good run, call close() or leave it inside `with Session(...)`"
-    )
