@@ -187,7 +187,10 @@ def test_a_write_the_disk_refuses_stops_the_run_and_says_how_far_it_got(tmp_path
         session.run()
     message = str(caught.value)
     assert message.startswith(f"cannot write {str(out / 'p1_overlay.png')!r}: No space left on device"), message
-    assert "; stopped at image 2 of 4 (the views of the 1 before it are kept; the others were not written)" in message
+    assert (
+        "; stopped at image 2 of 4 (the results of 1 images before it are kept; the others were not segmented)"
+        in message
+    )
     assert _visible(out) == ["classes.json", "p0_overlay.png"]
 
 
@@ -235,7 +238,10 @@ def test_the_image_a_full_disk_stopped_at_counts_the_skipped_images_before_it(tm
         session.run()
     message = str(caught.value)
     assert message.startswith(f"cannot write {str(out / 'p1_overlay.png')!r}: No space left on device"), message
-    assert "; stopped at image 3 of 4 (the views of the 1 before it are kept; the others were not written)" in message
+    assert (
+        "; stopped at image 3 of 4 (the results of 1 images before it are kept; the others were not segmented)"
+        in message
+    )
     assert _visible(out) == ["classes.json", "p0_overlay.png"]
 
     given = [str(tmp_path / "photos" / name) for name in ("a0.png", "p0.png", "p1.png")]

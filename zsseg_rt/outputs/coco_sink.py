@@ -5,6 +5,7 @@ output plan (:mod:`zsseg_rt.outputs.plan`) and put in place with the other outpu
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, Optional, Sequence
 
 from zsseg_rt.runtime.coco import CocoMasks, frame_file_name
@@ -16,9 +17,10 @@ __all__ = ["CocoSink"]
 
 class CocoSink(FrameSink):
     """A sink of results shared by every source: frame ``N`` (its number by presentation time, as the run's other
-    outputs name it) of source ``front`` is the image ``front/frame_00000N.png`` (``frame_file_name``; with ``source``
-    and ``frame`` in its entry); an image folder's frame is its image file's path, a file annotation tools open. ``finish()`` writes the document into ``staged`` (a ``StagedFile``: its
-    temporary name; the plan's commit puts it in place, its abort removes it)."""
+        outputs name it) of source ``front`` is the image ``front/frame_00000N.png`` (``frame_file_name``; with ``source``
+        and ``frame`` in its entry); an image folder's frame is its image file's path, a file annotation tools open; ``videos`` (``zsseg segment``'s
+    names): a video file's frame is ``STEM/frame_00000N.png`` of the file's path, with ``frame`` and ``video``. ``finish()`` writes the document into ``staged`` (a ``StagedFile``: its
+        temporary name; the plan's commit puts it in place, its abort removes it)."""
 
     def __init__(
         self,
@@ -26,9 +28,11 @@ class CocoSink(FrameSink):
         names: Sequence[str],
         path: Optional[str] = None,
         description: str = "zsseg camera label maps",
+        videos: Optional[Sequence[Optional[str]]] = None,
     ):
         self.staged = staged
         self.names = [str(name) for name in names]
+        self.videos = list(videos or [])  # a source's video file (segment's names), else None
         self.path = path or getattr(staged, "path", "")
         self.name = f"coco:{self.path}"
         self.masks = CocoMasks(description)
@@ -44,8 +48,13 @@ class CocoSink(FrameSink):
         if file_name is not None:
             self.masks.add(result.labels, result.class_names, file_name, unknown, found, **frame.details)
             return
-        source = self.names[int(getattr(frame, "stream", 0))] if self.names else "frames"
-        index = int(frame.index)
+        stream, index = int(getattr(frame, "stream", 0)), int(frame.index)
+        video = self.videos[stream] if stream < len(self.videos) else None
+        if video is not None and getattr(frame, "path", None) is None:  # STEM/frame_000042.png of its video file
+            name = frame_file_name(os.path.splitext(video)[0], index)
+            self.masks.add(result.labels, result.class_names, name, unknown, found, frame=index, video=video)
+            return
+        source = self.names[stream] if self.names else "frames"
         name = getattr(frame, "path", None) or frame_file_name(source, index)
         self.masks.add(result.labels, result.class_names, name, unknown, found, source=source, frame=index)
 

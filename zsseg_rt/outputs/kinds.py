@@ -338,7 +338,10 @@ def _preview(spec: str, options: SinkOptions) -> FrameSink:
 def _coco(spec: str, options: SinkOptions) -> FrameSink:
     from .coco_sink import CocoSink
 
-    return CocoSink(options.staged, list(options.sources), description=f"zsseg {options.command} label maps")
+    videos = options.values.get("videos") if options.command == "segment" else None  # segment names by the file
+    return CocoSink(
+        options.staged, list(options.sources), description=f"zsseg {options.command} label maps", videos=videos
+    )
 
 
 def _tracks(spec: str, options: SinkOptions) -> FrameSink:

@@ -360,6 +360,16 @@ class OutputPlan:
                         entry.path,
                     )
                 seen[key] = entry
+        written = {_same(path): entry for entry in self.entries if entry.in_place for path in entry.output.paths}
+        written.update({_same(path): entry for entry in self.entries if entry.in_place for path in entry.output.others})
+        for entry in self.entries:  # a file an in-place output writes (a view, its class map) named by another
+            writer = written.get(_same(entry.path))
+            if writer is not None and writer is not entry:
+                raise OutputRefused(
+                    f"{entry.option} {entry.path!r} is a file this run writes already ({writer.option} "
+                    f"{writer.path!r}): choose another name",
+                    entry.path,
+                )
         folders = [entry for entry in self.entries if entry.is_folder]
         for entry in self.entries:
             for folder in folders:

@@ -56,6 +56,7 @@ def input_paths(sources: Iterable[Any]) -> List[str]:
         listed = getattr(source, "image_paths", None)  # image files (a glob's): each one an input
         if listed is not None:
             paths += [str(path) for path in listed]
+            paths += [str(path) for path in getattr(source, "input_folders", ())]  # the folders they were listed from
             continue
         spec = getattr(source, "spec", None)
         path = getattr(source, "path", None) or getattr(source, "folder", None)

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from zsseg_rt.errors import flag_words
 from zsseg_rt.outputs.image_files import write_views
 from zsseg_rt.outputs.meaning import CLASS_MAP, LabelMeaning, SegmentRecord
 
@@ -334,6 +335,7 @@ class ViewsSink(FrameSink):
         self._in_order = False
         self.bundle_digest: Optional[str] = None  # the model's (model_opened): in the folder's whole record
         self._taken = {path.lower() for each in self.files.values() for files in each for path in files.values()}
+        self.cli = flag_words()  # opened by a command (its refusals name -o; they are said in a writer thread)
 
     def write(self, frame: np.ndarray) -> None:
         raise TypeError("the views take results (write_result), not overlay images")
@@ -392,7 +394,7 @@ class ViewsSink(FrameSink):
         self.bundle_digest = getattr(getattr(engine, "meta", None), "digest", None) or None
 
     def write_result(self, frame: Any, result: Any) -> None:
-        """``frame``'s views (:meth:`files_of`). A write the disk refuses stops the run: the error says where (``image
+        """``frame``'s views (:meth:`files_of`), then ``result.view_files``: those files by kind. A write the disk refuses stops the run: the error says where (``image
         N of M`` when the run reads image files only: N its place in the run, skipped images counted, :meth:`_place`)
         and that the views of the K written before it are kept.
 
@@ -401,17 +403,19 @@ class ViewsSink(FrameSink):
         """
         from zsseg_rt.io_safety import OutputWriteError
 
+        files = self.files_of(frame)
         try:
-            self.write_files(result, self.files_of(frame))
+            self.write_files(result, files)
         except OutputWriteError as exc:
             planned = sum(len(each) for each in self.files.values())
             number = self._place(frame)
             total = f" of {planned}" if planned and not self.frame_names and number <= planned else ""
-            done = f"the views of the {self.frames} before it are kept" if self.frames else "no views were written"
-            message = f"{exc}; stopped at image {number}{total} ({done}; the others were not written)"
+            done = f"the results of {self.frames} images before it are kept" if self.frames else "no image was written"
+            message = f"{exc}; stopped at image {number}{total} ({done}; the others were not segmented)"
             raise OutputWriteError(message, exc.path, exc.errno) from None
         stream = int(getattr(frame, "stream", 0) or 0)
         self._written[stream] = self._written.get(stream, 0) + 1
+        result.view_files = files  # where its views went (zsseg segment's line of the image)
 
     def write_files(self, result: Any, files: Dict[str, str], then: Optional[Callable[[Any], None]] = None) -> None:
         """``result``'s views into ``files`` (the class map first), then ``then(result)``.
@@ -423,10 +427,15 @@ class ViewsSink(FrameSink):
         if self.record is None:
             os.makedirs(self.directory, exist_ok=True)
             self.record = SegmentRecord(self.class_map, LabelMeaning.of_result(result, self.bundle_digest))
-            self.record.check(self.overwrite, self._left, repr(self.directory))
+            self.record.check(self.overwrite, self._left, self._where())
         self.record.write()
         write_views(result, files, alpha=self.alpha, legend=self.legend, then=then)
         self.frames += 1
+
+    def _where(self) -> str:
+        """The folder as the refusals name it: ``-o 'DIR'`` on the command line (opened in its words), else
+        ``'DIR'``."""
+        return f"-o {self.directory!r}" if self.cli else repr(self.directory)
 
     def _left(self) -> List[str]:
         """The view files the folder holds that this run does not write over (they would stay beside a class map

@@ -27,7 +27,7 @@ import queue
 import signal
 import threading
 import time
-from typing import Callable, Deque, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Deque, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 
@@ -178,6 +178,10 @@ class MultiStreamRunner(WriterThreads):
         self.max_frames = max_frames
         self.on_result, self.on_written = on_result, None
         self.in_flight, self.in_order = in_flight, bool(in_order)
+        # the errors of one frame's segmentation that skip that frame instead of ending the run (a Session's
+        # skipped_fails: out of memory, a bad value), and each frame skipped so: (frame, why)
+        self.skip_errors: Tuple[Type[BaseException], ...] = ()
+        self.skipped_frames: List[Tuple[Frame, str]] = []
         self.objects = objects if callable(objects) or not objects else lambda _source, result: result.objects()
         self._flight: Optional[FlightSteps] = None  # open while run() runs, where frames can be in flight
         self.stats = StreamStats(sources=[stream.stats for stream in self.streams])
@@ -431,7 +435,11 @@ class MultiStreamRunner(WriterThreads):
         ):  # state per source (zsseg_rt.stream.video_filter.video.VideoSegmenter)
             results = list(self.segment.segment_streams([f.stream for _, f in batch], [f.image for _, f in batch]))
         elif len(batch) == 1:
-            results = [self.segment(batch[0][1].image)]
+            try:
+                results = [self.segment(batch[0][1].image)]
+            except self.skip_errors as exc:  # (none by default) this frame only: skipped, said, the stream goes on
+                self._skip_frame(batch[0][0], batch[0][1], exc)
+                return
         else:
             results = list(self.segment([frame.image for _, frame in batch]))
             if len(results) != len(batch):
@@ -451,6 +459,15 @@ class MultiStreamRunner(WriterThreads):
             else:
                 self._output(stream, frame, result)
             self._check_max_frames(stream)
+
+    def _skip_frame(self, stream: _Stream, frame: Frame, exc: BaseException) -> None:
+        """A frame whose segmentation raised one of ``skip_errors`` (out of memory, a bad value): said, kept in
+        ``skipped_frames`` as ``(frame, why)``, nothing written of it (``zsseg segment``'s rule for an image)."""
+        from zsseg_rt.console.errors import format_error
+
+        why = format_error(exc)
+        log.warning("skipped %s: %s", frame.path or f"{stream.name} frame {frame.index}", why)
+        self.skipped_frames.append((frame, why))
 
     def _check_max_frames(self, stream: _Stream) -> None:
         if self.max_frames is not None and stream.stats.processed >= self.max_frames:

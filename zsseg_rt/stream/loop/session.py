@@ -252,7 +252,7 @@ class Session:
                 outputs, label_folders = self._plan()
                 outputs.prepare()  # claims every output (owner locks: zsseg_rt.outputs.owner): an abort releases
                 try:
-                    phase("camera:outputs-planned")  # (the phases: test hooks, python_tests/test_signal_phases.py)
+                    phase(f"{self.command}:outputs-planned")  # (test hooks: python_tests/test_signal_phases.py)
                     sinks, shared = self._start(classes, max_pixels, outputs, label_folders)
                     try:
                         with self._progress() as shown:
@@ -277,7 +277,10 @@ class Session:
                     self._finish(sinks, shared)
                     if self._left is not None:
                         raise LoopLeft(self._left)
-                    outputs.commit(self.summary, self.written)
+                    if self.options.skipped_fails and self.skipped and not self.speed.images:
+                        outputs.abort()  # every image failed: nothing to put in place (no empty COCO file)
+                    else:
+                        outputs.commit(self.summary, self.written)
                 except BaseException as exc:
                     kept = outputs.abort()
                     if isinstance(exc, LoopLeft):
@@ -489,7 +492,8 @@ class Session:
             return self.runner.request_classes(names)
 
         snapshot = lambda: self.runner.snapshot() if self.runner is not None else {}  # noqa: E731
-        sinks, shared = build_sinks(self.options, self.inputs, snapshot, outputs, label_folders, request_classes)
+        given = (self.options, self.inputs, snapshot, outputs, label_folders, request_classes, self.command)
+        sinks, shared = build_sinks(*given)
         try:
             phase("camera:model-load")
             self.engine = self._engine(classes, max_pixels)
@@ -541,6 +545,8 @@ class Session:
             objects=object_finder(options, engine, [item.source for item in self.inputs]),
             in_order=options.in_order,
         )
+        if options.skipped_fails:  # an image whose segmentation fails (out of memory, a bad value): skipped too
+            self.runner.skip_errors = (ValueError, OSError, MemoryError)
         log.debug("the run's options:\n%s", options.describe())  # (-v: every option, resolved)
         phase("camera:stream-start")
         return sinks, shared
@@ -592,6 +598,9 @@ class Session:
         ]
         if self.options.skipped_fails:  # a video file that failed part-way: skipped, its frames so far kept
             self.skipped += [(source_path(s.source), str(s.grabber.error)) for s in failed if not s.source.live]
+        self.skipped += [  # a frame whose segmentation failed (skip_errors)
+            (frame.path or source_path(self.inputs[frame.stream].source), why) for frame, why in runner.skipped_frames
+        ]
         summary["skipped"] = [{"image": path, "error": why} for path, why in self.skipped]  # the images not read
         resized = [item for each in self.inputs for item in getattr(each.source, "resized", {}).items()]
         summary["resized"] = [{"image": path, **sizes} for path, sizes in resized]  # fit_images: read resized

@@ -33,6 +33,7 @@ def open_inputs(sources: Sequence[str], options: "SessionOptions", max_pixels: i
     it and retries with backoff while the other sources go on. With ``skipped_fails``, a video file or folder among
     several that cannot be opened is closed and kept with ``failed`` (why): the Session skips it, as segment does."""
     from zsseg_rt.stream.sources import (
+        FrameSource,
         SourceError,
         open_source,
         parse_source,
@@ -41,13 +42,14 @@ def open_inputs(sources: Sequence[str], options: "SessionOptions", max_pixels: i
         unique_labels,
     )
 
-    given = [split_source_name(str(text)) for text in sources]
-    specs = [parse_source(text) for _, text in given]  # SourceError: one line from zsseg_rt.console.errors
+    given = [(None, text) if isinstance(text, FrameSource) else split_source_name(str(text)) for text in sources]
+    # SourceError: one line from zsseg_rt.console.errors; a FrameSource of the app's (or segment's image files) as is
+    specs = [text if isinstance(text, FrameSource) else parse_source(text) for _, text in given]
     chosen = [name for name, _ in given if name]
     for name in set(chosen):
         if chosen.count(name) > 1:
             raise OptionError(f"two sources are named {name!r}: give each NAME=SOURCE its own name", "sources")
-    labels = unique_labels([name or source_label(spec) for (name, _), spec in zip(given, specs)])
+    labels = unique_labels([name or _label(spec, source_label) for (name, _), spec in zip(given, specs)])
     inputs: List[SessionInput] = []
     try:
         for label, spec in zip(labels, specs):
@@ -76,6 +78,13 @@ def open_inputs(sources: Sequence[str], options: "SessionOptions", max_pixels: i
             item.source.close()
         raise
     return inputs
+
+
+def _label(spec: Any, source_label: Any) -> str:
+    """A source's name: its spec's label, or a FrameSource's own kind (``images`` of ``images:a.jpg``)."""
+    if isinstance(spec, str) or hasattr(spec, "kind"):
+        return source_label(spec)
+    return str(getattr(spec, "name", "") or "source").split(":", 1)[0] or "source"
 
 
 def source_path(source: Any) -> str:

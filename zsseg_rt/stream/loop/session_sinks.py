@@ -17,6 +17,7 @@ def build_sinks(
     outputs: Any,
     label_folders: Sequence[str],
     vocabulary: Optional[Callable] = None,
+    command: str = "camera",
 ) -> Any:
     """The sinks the outputs, the label folders, COCO and the preview ask for (``outputs``: the checked
     ``RunOutputs``): a list per source and the shared ones (an MCAP file of every source, the preview); with none,
@@ -44,7 +45,8 @@ def build_sinks(
             labels = SinkOptions(staged=outputs.labels(folder), sources=[inputs[index].name])
             per_source[index].append(open_output(folder, labels, "--labels-out"))
         if outputs.coco is not None:  # save_json: one file, every source's frames
-            coco = SinkOptions(staged=outputs.coco, sources=names)
+            videos = [_video_file(item.source) for item in inputs]  # (zsseg segment names their frames by them)
+            coco = SinkOptions(staged=outputs.coco, sources=names, command=command, values={"videos": videos})
             shared.append(open_output(str(options.save_json), coco, "--save-json"))
         tracks = output_names(options.tracks_out, names, "tracks_out") if options.tracks_out else []
         for index, path in enumerate(tracks):  # --tracks-out: one MOTChallenge file per source
@@ -63,3 +65,12 @@ def build_sinks(
             sink.abort()
         raise
     return per_source, shared
+
+
+def _video_file(source: Any) -> Optional[str]:
+    """The video file a source reads (not a folder, not image files, not a live source), else None."""
+    from zsseg_rt.stream.loop.session_inputs import source_path
+
+    if source.live or hasattr(source, "image_paths") or getattr(source, "folder", None) is not None:
+        return None
+    return source_path(source)

@@ -7,7 +7,7 @@ import logging
 
 __all__ = ["damage_note", "kernel_line", "log_summary"]
 
-log = logging.getLogger("zsseg_rt.stream")
+log = logging.getLogger("zsseg_rt.stream.summary")  # (zsseg segment says its own closing lines instead)
 
 
 def log_summary(runner, summary: dict, failed: int) -> None:

@@ -4,14 +4,19 @@ with its file (``Frame.path``: the views output names its files by it). Not live
 skipped with a warning giving the reason, as an image folder's (:class:`~.folder.ImageFolderSource`). A glob reads
 only image files: the others it matches (a video) are left out, named in one warning (a video is a source of its
 own: ``zsseg camera clip.avi``). An animated PNG given on its own is no row of this table's images: the file row
-reads every frame of it."""
+reads every frame of it.
+
+``zsseg segment`` hands a Session one such source for the image files of its command line, however many:
+``ImageFilesSource(paths=[...])`` reads those files in the order given (one capture thread for a shell-expanded
+``photos/*.jpg`` of ten thousand files, not ten thousand sources); ``folders``: the folders they were listed from, which
+no output may lie in (``zsseg_rt.outputs.run_outputs.input_paths``)."""
 
 from __future__ import annotations
 
 import glob
 import logging
 import os
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 from .base import IMAGE_EXTENSIONS, SourceError, SourceKind, SourceSpec
 from .folder import ImageFolderSource, builder, strip_file_scheme
@@ -22,10 +27,23 @@ log = logging.getLogger(__name__)
 class ImageFilesSource(ImageFolderSource):
     """The image files of ``pattern`` (one file, or a glob), in order, as frames (see the module)."""
 
-    def __init__(self, pattern: str, **options: Any):  # fps, max_pixels, allow_partial, fit: a folder's
+    def __init__(
+        self,
+        pattern: str = "",
+        *,
+        paths: Optional[Sequence[str]] = None,
+        folders: Sequence[str] = (),
+        **options: Any,  # fps, max_pixels, allow_partial, fit: a folder's
+    ):
+        if paths is not None and not paths:
+            raise SourceError("ImageFilesSource(paths=...) needs at least one image file")
+        self.paths = [str(path) for path in paths] if paths is not None else None
+        pattern = pattern or (self.paths[0] if self.paths else "")
         super().__init__(pattern, **options)
         self.pattern = pattern
-        self.name = f"images:{pattern}"
+        self.input_folders = [str(folder) for folder in folders]
+        more = f" and {len(self.paths) - 1} more" if self.paths and len(self.paths) > 1 else ""
+        self.name = f"images:{pattern}{more}"
         self._said_left_out = False  # the warning naming the files a glob matches that are no images: once
 
     def listing(self) -> List[str]:
@@ -37,6 +55,8 @@ class ImageFilesSource(ImageFolderSource):
         """
         from zsseg_rt.input_files import expand_glob
 
+        if self.paths is not None:  # the files given, in their order
+            return list(self.paths)
         if os.path.isfile(self.pattern):
             return [self.pattern]
         found = [path for path in expand_glob(self.pattern) if os.path.isfile(path)]
