@@ -270,6 +270,8 @@ TESTED_ELSEWHERE = {
     # each precision's preparation with its backend's tests
     # zsseg camera's progress bar (the Session's progress=): its lines with the camera's runs
     "camera_progress": ("cli/test_cli_camera.py", "cli/test_cli_camera_multi.py"),
+    # zsseg segment's lines per image and --json (the Session's on_written=): with segment's runs
+    "segment_lines": ("cli/test_cli_segment.py", "cli/test_cli_segment_memory.py"),
     "build_engine": (
         "runtime/test_cpu_auto.py",
         "runtime/test_openvino_precision.py",
@@ -277,7 +279,12 @@ TESTED_ELSEWHERE = {
     ),
 }
 # the command a module's tests run
-COMMAND_OF = {"scale_options": "serve", "build_engine": "build-engine", "camera_progress": "camera"}
+COMMAND_OF = {
+    "scale_options": "serve",
+    "build_engine": "build-engine",
+    "camera_progress": "camera",
+    "segment_lines": "segment",
+}
 
 
 def test_the_command_tests_mirror_the_cli_package():

@@ -151,7 +151,7 @@ def test_a_second_segment_run_on_a_running_runs_folder_is_refused_and_a_killed_o
     cv2.imwrite(photo, __import__("numpy").full((20, 30, 3), 90, "uint8"))
     out = tmp_path / "out"
     argv = [photo, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(out), "--backend", "onnxruntime"]
-    with held_at("segment:outputs-claimed", ["segment", *argv]) as (process, connection, err):
+    with held_at("segment:outputs-planned", ["segment", *argv]) as (process, connection, err):
         for extra in ([], ["--overwrite"]):
             code = cli.main(["segment", *argv, *extra])
             lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
@@ -164,7 +164,7 @@ def test_a_second_segment_run_on_a_running_runs_folder_is_refused_and_a_killed_o
         log = _ended(process, err)
     assert process.returncode == 0, log
     assert sorted(os.listdir(out)) == [".zsseg-meaning.json", "classes.json", "p_overlay.png"]
-    with held_at("segment:outputs-claimed", ["segment", *argv, "--overwrite"]) as (process, _, _err):
+    with held_at("segment:outputs-planned", ["segment", *argv, "--overwrite"]) as (process, _, _err):
         process.kill()
         assert process.wait(timeout=60) == -9
     assert cli.main(["segment", *argv, "--overwrite"]) == 0

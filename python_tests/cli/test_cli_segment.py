@@ -15,7 +15,7 @@ from test_image_limits import write_bilevel_png  # noqa: E402
 
 from zsseg_rt import cli  # noqa: E402
 from zsseg_rt.assets import SAMPLES_DIR  # noqa: E402
-from zsseg_rt.cli.segment import plan_outputs  # noqa: E402
+from zsseg_rt.cli.segment_inputs import is_single_file, is_video, views_target  # noqa: E402
 from zsseg_rt.console.errors import CliError  # noqa: E402
 
 
@@ -26,7 +26,16 @@ def _image(path, height, width, seed=0):
 
 
 def _overlays(images, output):
-    return [files["overlay"] for files in plan_outputs(images, output, ["overlay"], False)["files"]]
+    """The overlay file of each image, as segment names them: ``-o``'s target (a file, a folder, else a new
+    runs/segment/expN, made), then the views output's names."""
+    from types import SimpleNamespace
+
+    from zsseg_rt.outputs.views import name_views, one_image_files
+
+    target = views_target(SimpleNamespace(output=output), images)
+    if is_single_file(output, len(images)):
+        return [one_image_files(target, ["overlay"])[0]["overlay"]]
+    return [files["overlay"] for files in name_views(images, target, ["overlay"], is_video)]
 
 
 def test_output_names_are_unique_and_deterministic(tmp_path, monkeypatch):

@@ -299,3 +299,36 @@ def test_a_dash_for_an_output_is_refused_in_one_line(tmp_path, tiny_bundle, caps
             f"in place when the run ends): give a file or folder name ({instead}"
         ), err
     assert sorted(os.listdir(tmp_path)) == ["clip.avi", "p.png"]
+
+
+def test_the_image_files_given_are_one_source_between_video_files(tmp_path, tiny_bundle, capsys, monkeypatch):
+    """``zsseg segment`` is a Session over its files (issue 88): the image files of its command line (a shell-expanded
+    ``photos/*.jpg`` of any length) are one source, read in the order given, with one capture thread, not one source
+    each; a video file between them is a source of its own, and the run keeps their order."""
+    from zsseg_rt import cli
+    from zsseg_rt.stream.loop import session as session_module
+    from zsseg_rt.stream.sources.images import ImageFilesSource
+
+    images = [_image(tmp_path / "in" / f"p{i}.png", seed=i) for i in range(5)]
+    clip = write_band_clip(tmp_path / "c.avi", frames=2)
+    made = []
+    real = session_module.Session.__init__
+
+    def kept(self, sources, *args, **kwargs):
+        made.append(list(sources))
+        real(self, sources, *args, **kwargs)
+
+    monkeypatch.setattr(session_module.Session, "__init__", kept)
+    given = [*images[:3], clip, *images[3:]]
+    argv = ["segment", *given, "--bundle", tiny_bundle, "--classes", "a,b", "-o", str(tmp_path / "o")]
+    assert cli.main([*argv, "--backend", "onnxruntime", "--json"]) == 0
+    [sources] = made
+    assert [type(source) for source in sources] == [ImageFilesSource, str, ImageFilesSource], sources
+    assert sources[0].listing() == images[:3] and sources[1] == clip and sources[2].listing() == images[3:]
+    entries = json.loads(capsys.readouterr().out)
+    assert [(entry["image"], entry.get("frame")) for entry in entries] == [
+        *[(path, None) for path in images[:3]],
+        (clip, 0),
+        (clip, 1),
+        *[(path, None) for path in images[3:]],
+    ]

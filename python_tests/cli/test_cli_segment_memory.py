@@ -11,15 +11,15 @@ import cv2
 import numpy as np
 
 from zsseg_rt import cli
-from zsseg_rt.cli import segment
+from zsseg_rt.cli import segment, segment_lines
 
 IMAGES = 60
 
 
 def _kept_per_image(tmp_path, tiny_bundle, count: int, monkeypatch, extra=()) -> float:
     """Bytes a run holds per image it segmented: the allocations made in zsseg_rt/cli/ and alive when its closing
-    lines are printed, less those alive when its first image began (the input list and the planned output paths,
-    made before it), over the images segmented since."""
+    lines are printed, less those alive when its first image was written (the input list and the planned output
+    paths, made before it), over the images segmented since."""
     folder = tmp_path / f"in{count}"
     folder.mkdir()
     for k in range(count):
@@ -30,7 +30,10 @@ def _kept_per_image(tmp_path, tiny_bundle, count: int, monkeypatch, extra=()) ->
         snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, "*zsseg_rt/cli/*")])
         alive.append(sum(stat.size for stat in snapshot.statistics("filename")))
 
-    one, closing = segment._segment_one, segment._closing_lines
+    one, closing = (
+        segment_lines.ImageLines.written,
+        segment._closing_lines,
+    )  # an image's line or entry once it is written
 
     def first_measured(*args, **kwargs):
         if not alive:
@@ -41,7 +44,7 @@ def _kept_per_image(tmp_path, tiny_bundle, count: int, monkeypatch, extra=()) ->
         measure()
         return closing(*args, **kwargs)
 
-    monkeypatch.setattr(segment, "_segment_one", first_measured)
+    monkeypatch.setattr(segment_lines.ImageLines, "written", first_measured)
     monkeypatch.setattr(segment, "_closing_lines", end_measured)
     argv = ["segment", str(folder), "-o", str(tmp_path / f"out{count}"), "--bundle", tiny_bundle]
     argv += ["--classes", "a,b", "--backend", "onnxruntime", "--visualize", "mask", *extra]

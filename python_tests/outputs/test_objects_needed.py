@@ -1,7 +1,7 @@
 """Whether a run finds each result's objects is one function, ``zsseg_rt.outputs.kinds.objects_needed``, read from
 ``objects``/``track`` and the output kinds' rows (``needs_objects``). Table-driven over every row: the answer, and what
-the commands' call sites make of it (``zsseg segment``'s finder, ``Session``'s runner objects, the sinks'
-``SinkOptions.objects``, ``zsseg camera``'s robot outputs), equal the rules the three call sites had before they asked
+the commands' call sites make of it (``Session``'s runner objects, which ``zsseg segment`` runs too since it is a
+Session over its files, the sinks' ``SinkOptions.objects``, ``zsseg camera``'s robot outputs), equal the rules the three call sites had before they asked
 the one function (written out here); a toy kind that needs objects, added with the registry's ``adding``, is the
 control: it turns objects on where the old rules did not."""
 
@@ -15,7 +15,6 @@ import pytest
 from toy_output_kind import ROW
 
 from zsseg_rt.cli import camera_robots
-from zsseg_rt.cli.segment import _object_finder
 from zsseg_rt.outputs import kinds
 from zsseg_rt.outputs.kinds import FOUND, NO_OBJECTS, OUTPUT_KINDS, TRACKED, objects_needed
 from zsseg_rt.runtime.objects import FrameObjects
@@ -48,16 +47,6 @@ class _Result:
         return FrameObjects(())
 
 
-def _segment_answer(args) -> str:
-    engine = SimpleNamespace(options=SimpleNamespace(track_max_missed=None))
-    find = _object_finder(args, engine)("clip/a.jpg", None)
-    if find is None:
-        return NO_OBJECTS
-    assert isinstance(find(_Result()), FrameObjects)
-    held = [cell.cell_contents for cell in find.__closure__ or ()]  # --track: the finder holds the trackers
-    return TRACKED if any(isinstance(item, SourceTrackers) for item in held) else FOUND
-
-
 def _session_answer(options) -> str:
     made = object_finder(options, SimpleNamespace(options=SimpleNamespace(track_max_missed=None)), [])
     if isinstance(getattr(made, "trackers", made), SourceTrackers):  # (SequenceTrackers: a tracker per sequence)
@@ -77,7 +66,6 @@ def test_every_row_gives_the_old_answer_at_every_call_site(kind, objects, track)
     options = _run_with(kind, objects, track)
     expected = _old_answer(objects, track, options.tracks_out)
     assert objects_needed(options) == expected
-    assert _segment_answer(options) == expected
     assert _session_answer(options) == expected
     assert sink_options(options, 30.0, ["cam"]).objects is (expected != NO_OBJECTS)
     camera_args = SimpleNamespace(objects=objects, track=track, tracks_out=options.tracks_out, output=options.outputs)
@@ -109,7 +97,7 @@ def test_control_a_toy_kind_that_needs_objects_turns_them_on(option):
     assert _old_answer(False, False, None) == NO_OBJECTS  # the old rules knew no kind's needs
     with OUTPUT_KINDS.adding(toy, first=True):
         assert objects_needed(options) == FOUND
-        assert _segment_answer(options) == FOUND and _session_answer(options) == FOUND
+        assert _session_answer(options) == FOUND
         assert sink_options(options, 30.0, ["cam"]).objects is True
         options.track = True  # tracked wins over found
         assert objects_needed(options) == TRACKED

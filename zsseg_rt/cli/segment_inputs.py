@@ -1,31 +1,36 @@
-"""``zsseg segment``'s inputs and its claim on its output: what a path on its command
-line is (a photo, a folder of photos, a quoted glob, a video file), refused when it is a FIFO, a device or a socket;
-the frames of a video file, each segmented as a photo with the same outputs (``clip_000042_overlay.png``, ...); and
-the owner lock that holds the run's output folder (or file) from its start to its end
-(:mod:`zsseg_rt.outputs.owner`)."""
+"""``zsseg segment``'s inputs and outputs before anything opens: what a path on its command line is (a photo, a
+folder of photos, a quoted glob, a video file), refused when it is missing, a FIFO, a device or a socket; the
+Session's sources they make (:func:`session_sources`); and where the views go (:func:`views_target`: ``-o``'s file
+or folder, refused in the command's words, or a new numbered ``runs/segment/expN`` made for this run)."""
 
 from __future__ import annotations
 
+import glob
 import os
-import re
-import sys
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
-
-import numpy as np
+from typing import Any, List, Optional, Sequence
 
 from zsseg_rt.console.errors import CliError
-from zsseg_rt.outputs.views import FRAME_DIGITS, existing_frame_files, frame_files  # the views output's names
+from zsseg_rt.input_files import expand_glob, sequence_of
+from zsseg_rt.outputs.plan import check_free_space, next_run_directory
+from zsseg_rt.outputs.views import FRAME_DIGITS  # the views output's names
 
 __all__ = [
-    "FRAME_DIGITS",
-    "claim_output",
-    "frame_files",
+    "IMAGE_EXTENSIONS",
+    "RUNS_DIR",
+    "expand_inputs",
+    "frame_note",
+    "is_single_file",
     "is_video",
     "refuse_missing",
+    "refuse_several_sequences",
     "refuse_special_files",
-    "video_frames",
-    "views_left",
+    "session_sources",
+    "views_target",
 ]
+
+RUNS_DIR = os.path.join("runs", "segment")
+WRITABLE_EXTENSIONS = ".png, .jpg, .bmp, .tif, .webp"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 def is_video(path: str) -> bool:
@@ -66,53 +71,6 @@ def refuse_missing(paths: Sequence[str]) -> None:
     raise CliError(f"{first!r}{more} {what}: give an existing image, folder or video (quote a glob: 'photos/*.jpg')")
 
 
-def views_left(plan: Dict, views: Sequence[str]) -> List[str]:
-    """The view files (``STEM_labels.png``, ``STEM_mask.png``, ``STEM_overlay.png``, a video's frames) an output folder
-    holds that the run of ``plan`` (``segment.plan_outputs``) does not write over, by name: they would stay beside
-    its classes.json, which would no longer say what their label values mean. A single file's plan
-    (``-o out.png``): none (its own files only)."""
-    directory = plan["directory"]
-    if plan.get("single") or not os.path.isdir(directory):
-        return []
-    replaced = {os.path.basename(p) for files in plan["files"] if "video" not in files for p in files.values()}
-    for files in plan["files"]:
-        if "video" in files:  # an earlier run's frames of a video of this run: written over, frame by frame
-            replaced.update(map(os.path.basename, existing_frame_files(directory, files["video"], plan["kinds"])))
-    pattern = re.compile(r"^.+_(" + "|".join(map(re.escape, [*views, "labels"])) + r")\.png$")
-    return [name for name in sorted(os.listdir(directory)) if pattern.match(name) and name not in replaced]
-
-
-def video_frames(path: str, max_pixels: int) -> Iterator[Tuple[int, np.ndarray]]:
-    """``(number, BGR frame)`` of every frame of a video file, in order (decoded as ``zsseg camera`` decodes a file:
-    PyAV when installed, damaged packets skipped and counted; its frame size checked against ``max_pixels`` before
-    decoding). ``number``: the frame's number from its presentation time, as ``zsseg camera`` names it in every output
-    (``FrameSource.last_number``): a frame lost to damaged data leaves a gap, said once at the end (stderr).
-
-    Raises:
-        SourceError, ImageTooLargeError: the file cannot be opened or decoded, or its frames are over the limit.
-    """
-    from zsseg_rt.stream.sources import missing_note, open_source
-
-    source = open_source(path, max_pixels=max_pixels)
-    source.open()
-    try:
-        while True:
-            frame = source.read()
-            if frame is None:
-                if source.ended:
-                    break
-                continue
-            number = source.last_number
-            if number is None:  # read() returned a frame: every source numbers what it returns
-                raise RuntimeError(f"{path}: the source returned a frame without its number")
-            yield number, frame
-        note = missing_note(source.missing_count, source.missing)
-        if note:
-            print(f"zsseg segment: note: {path}: {note}", file=sys.stderr)
-    finally:
-        source.close()
-
-
 def frame_note(path: str) -> str:
     return (
         f"zsseg segment: note: {path} is a video: each of its frames is segmented as a photo (its outputs named "
@@ -121,26 +79,127 @@ def frame_note(path: str) -> str:
     )
 
 
-def claim_output(target: str, folder: bool, say=None):
-    """The owner lock of the run's output (its folder, or its one file), taken before any check may remove what an
-    earlier run left there. Returns the ``OwnerLock``, or None when its lock file cannot be made (the output checks
-    then say why, in their words).
+def expand_inputs(sources: Sequence[str]) -> List[str]:
+    """The image files named by the command line, in order: a file as given (a video file too: its frames are
+    segmented), a folder's images (its own files with an image extension, in name order; not its sub-folders), a
+    glob (``"photos/*.jpg"``, ``"**/*.png"``: quoted, so that zsseg and not the shell expands it; ``**`` enters each
+    real folder once, so a symbolic-link loop ends: ``zsseg_rt.input_files``). A path that does not exist is kept:
+    it is refused before the model loads (``refuse_missing``).
 
     Raises:
-        CliError: another run writes there now (its process named), ``--overwrite`` included.
+        CliError: a folder without images, or a glob that matches no file.
     """
-    from zsseg_rt.outputs.owner import OutputBusy, OwnerLock
+    images: List[str] = []
+    for source in sources:
+        if os.path.isdir(source):
+            found = sorted(
+                os.path.join(source, name)
+                for name in os.listdir(source)
+                if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(source, name))
+            )
+            if not found:
+                raise CliError(f"the folder {source!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            images.extend(found)
+        elif not os.path.exists(source) and glob.has_magic(source):
+            found = [path for path in expand_glob(source) if os.path.isfile(path)]
+            if not found:
+                raise CliError(f"no file matches {source!r}")
+            images.extend(found)
+        else:
+            images.append(source)
+    return images
 
-    lock = OwnerLock(target, "-o", folder=folder)
-    try:
-        lock.acquire(say or (lambda line: print(f"zsseg segment: note: {line}", file=sys.stderr)))
-    except OutputBusy as exc:
-        raise CliError(str(exc)) from None
-    except OSError:
-        return None
-    return lock
+
+def refuse_several_sequences(args, images: Sequence[str]) -> None:
+    """--tracks-out FILE holds one sequence: one video file, or the images of one folder (:func:`sequence_of`)."""
+    if getattr(args, "tracks_out", None):
+        sequences = list(dict.fromkeys(sequence_of(image) for image in images))
+        if len(sequences) > 1:
+            shown = ", ".join(sequences[:3]) + (f" and {len(sequences) - 3} more" if len(sequences) > 3 else "")
+            raise CliError(
+                f"--tracks-out {args.tracks_out} holds one sequence of frames, and these inputs are {len(sequences)} "
+                f"(each video, and the images of each folder, however named, is one: {shown}): give one video file, "
+                "or the images of one folder"
+            )
 
 
-def release(lock: Optional[object]) -> None:
-    if lock is not None:
-        lock.release()  # type: ignore[attr-defined]
+def session_sources(images: Sequence[str], folders: Sequence[str], args) -> List[Any]:
+    """The Session's sources: each run of image files between two video files one ``ImageFilesSource`` (read in the
+    order given; the folders they came from no output may lie in), each video file its path."""
+    from zsseg_rt.stream.sources.images import ImageFilesSource
+
+    sources: List[Any] = []
+    files: List[str] = []
+    read = {"max_pixels": args.max_pixels, "allow_partial": bool(args.allow_partial_images), "fit": args.resize}
+    for path in [*images, None]:
+        if path is not None and not is_video(path):
+            files.append(path)
+            continue
+        if files:
+            sources.append(ImageFilesSource(paths=files, folders=folders if not sources else (), **read))
+            files = []
+        if path is not None:
+            sources.append(path)
+    return sources
+
+
+def _has_image_extension(path: str) -> bool:
+    import cv2
+
+    return bool(os.path.splitext(path)[1]) and bool(cv2.haveImageWriter(path))
+
+
+def is_single_file(output: Optional[str], count: int) -> bool:
+    """``-o out.png`` with one image: that file (a path with an image extension that is not a folder)."""
+    if output is None or count != 1 or os.path.isdir(output) or output.endswith(("/", os.sep)):
+        return False
+    return bool(os.path.splitext(output)[1])
+
+
+def views_target(args, images: Sequence[str]) -> str:
+    """Where the views go (``-o``'s file or folder, else a new numbered folder), refused in the command's words
+    before anything opens.
+
+    Raises:
+        CliError: ``-o FILE`` with a video or several images, an existing file, an extension OpenCV cannot write;
+        OutputRefused: a full disk.
+    """
+    output = args.output
+    single = output is not None and is_single_file(output, len(images))
+    if output is not None:  # a full disk (OutputRefused): said of the folder the user gave, before anything is made
+        check_free_space(os.path.dirname(output) or "." if single else output, "-o")
+    if single:
+        if is_video(images[0]):
+            raise CliError(
+                f"-o {output!r} names one image file, but {images[0]!r} is a video (a file per frame): give a "
+                "folder (-o DIR), or `zsseg camera` for an overlay video"
+            )
+        if not _has_image_extension(output):
+            raise CliError(
+                f"cannot write {output!r}: OpenCV has no writer for {os.path.splitext(output)[1]!r}; use one of "
+                f"{WRITABLE_EXTENSIONS}"
+            )
+        return output
+    if output is not None and os.path.exists(output) and not os.path.isdir(output):
+        raise CliError(f"-o {output!r} is an existing file but {len(images)} images were given: give a folder")
+    if output is not None and len(images) > 1 and not os.path.exists(output) and _has_image_extension(output):
+        raise CliError(
+            f"-o {output!r} looks like an image file but {len(images)} images were given: "
+            "give a folder for the results (e.g. -o out/)"
+        )
+    return output if output is not None else _new_run_directory()
+
+
+def _new_run_directory() -> str:
+    """A new numbered folder ``runs/segment/expN``, made here: a run starting at the same time makes another."""
+    for _ in range(100):
+        directory = next_run_directory(RUNS_DIR)
+        check_free_space(directory, "-o")  # a full disk: OutputRefused
+        try:
+            os.makedirs(directory)
+            return directory
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise CliError(f"cannot create the output folder {directory!r}: {exc.strerror or exc}") from None
+    raise CliError(f"no free numbered folder under {RUNS_DIR}: another run takes each one first")
