@@ -71,6 +71,27 @@ def test_export_interrupted_at_each_start_up_phase(tiny_bundle, tmp_path, phase,
     assert sorted(os.listdir(parent)) == [], "a staging folder or its lock was left behind"
 
 
+SEGMENT_PHASES = [("segment:outputs-planned", INT), ("segment:outputs-planned", TERM)]
+
+
+@linux_only
+@pytest.mark.parametrize("phase,sig", SEGMENT_PHASES, ids=[f"{p}-{signal.Signals(s).name}" for p, s in SEGMENT_PHASES])
+def test_segment_interrupted_before_its_first_image(tiny_bundle, tmp_path, phase, sig):
+    """`zsseg segment` signalled once its outputs are planned, before its Session measured anything: 130 / 143 and
+    the one line (it was exit 1, "unexpected AttributeError: 'Session' object has no attribute 'speed'"); no view,
+    no class map and no COCO file left."""
+    frames = plain_images(tmp_path / "frames", 3, 60)
+    work = tmp_path / "work"
+    work.mkdir()
+    argv = ["segment", str(frames), "--bundle", tiny_bundle, "--classes", "a,b", "--backend", "onnxruntime"]
+    argv += ["-o", str(work / "out"), "--save-json", str(work / "masks.json")]
+    outcome = signal_at_phase(argv, phase, sig)
+    problems = interrupted_cleanly(outcome, "segment", sig)
+    assert not problems, f"{problems}\n{outcome.describe()}"
+    left = [os.path.relpath(os.path.join(root, name), work) for root, _, names in os.walk(work) for name in names]
+    assert left == [], f"an interrupted start-up left {left}"
+
+
 # ------------------------------------------------------------------------------------- held_signals, in-process
 @pytest.fixture()
 def command_handlers():

@@ -95,7 +95,7 @@ def run_segment(args) -> int:
             with in_flag_words(), said_in_segment_words():
                 code = session.run()
         except KeyboardInterrupt:  # Ctrl-C raised inside a call: what was done is said as at the end
-            if session.speed.images:
+            if getattr(session, "speed", None) is not None and session.speed.images:  # (none before the model)
                 _closing_lines(args, session, lines, target, class_map)
             raise
     finally:
