@@ -162,11 +162,11 @@ def test_the_camera_folder_source_skips_them_with_the_same_message(bad_images, t
         while (frame := source.read()) is not None:
             frames.append(frame)
     assert len(frames) == 1  # good.jpg; jpeg.jpg and png.png are skipped
-    expected = {
-        _message(lambda kind=kind: read_image_bgr(str(tmp_path / os.path.basename(bad_images[kind]))))
-        for kind in ("jpeg", "png")
-    }
-    assert {record.getMessage().removeprefix("skipped ") for record in caplog.records} == expected
+    expected = set()
+    for kind in ("jpeg", "png"):
+        path = str(tmp_path / os.path.basename(bad_images[kind]))
+        expected.add(f"skipped {path}: {_message(lambda path=path: read_image_bgr(path))}")  # which file, and why
+    assert {record.getMessage() for record in caplog.records} == expected
     partial = ImageFolderSource(str(tmp_path), allow_partial=True)
     partial.open()
     count = 0

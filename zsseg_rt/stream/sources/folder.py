@@ -85,7 +85,7 @@ class ImageFolderSource(FrameSource):
                     self.decode_errors += 1  # a damaged image (one over the pixel limit is not)
                 if all(path != seen for seen, _ in self.skipped):  # once, however many laps of a loop read it
                     self.skipped.append((path, str(exc)))
-                log.warning("skipped %s", exc)
+                log.warning("skipped %s: %s", path, exc)  # "skipped PATH: why", as zsseg segment says it
                 continue
             if resized:
                 self.resized[path] = {"from": resized["from"], "to": resized["to"]}
