@@ -183,6 +183,31 @@ def test_segment_stops_at_the_first_write_the_disk_refuses(tiny_bundle, tmp_path
     assert err[0].endswith("(free space there, or write to another disk)"), err
 
 
+def test_segment_json_on_a_full_disk_prints_the_images_written_before_it(tiny_bundle, tmp_path, capsys, monkeypatch):
+    """--json when the disk fills at the second image: stdout is the JSON of the first (written) one, the stop is one
+    line on stderr (on the Session, stdout was empty: the results written were not said)."""
+    from zsseg_rt import cli
+
+    images, out = _images(tmp_path / "in", 3), tmp_path / "out"
+    real_replace = os.replace
+
+    def full_disk(source, target, *args, **kwargs):  # the class map, its record and img0's views, then nothing
+        taken = (str(out / "img0"), str(out / "classes.json"), str(out / ".zsseg-meaning.json"))
+        if str(target).startswith(str(out)) and not str(target).startswith(taken):
+            raise OSError(28, os.strerror(28))
+        return real_replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    argv = ["segment", *images, "--bundle", tiny_bundle, "--classes", "cat,dog", "-o", str(out), "--json"]
+    code = cli.main([*argv, "--backend", "onnxruntime"])
+    captured = capsys.readouterr()
+    err = [line for line in captured.err.splitlines() if line.strip()]
+    assert code == 1 and len(err) == 1 and "stopped at image 2 of 3" in err[0], err
+    rows = json.loads(captured.out)
+    assert [row["image"] for row in rows] == [images[0]], rows
+    assert rows[0]["overlay"] == str(out / "img0_overlay.png") and os.path.isfile(rows[0]["overlay"])
+
+
 def test_segment_refuses_a_full_disk_before_loading_the_model(tiny_bundle, tmp_path, capsys, monkeypatch):
     from zsseg_rt import cli
 

@@ -41,6 +41,7 @@ from zsseg_rt.cli.segment_lines import ImageLines, said_in_segment_words
 from zsseg_rt.console.arguments import add_engine_arguments, engine_kwargs
 from zsseg_rt.console.errors import CliError, refuse_stdout
 from zsseg_rt.console.run_arguments import in_flag_words, run_values
+from zsseg_rt.io_safety import OutputWriteError
 from zsseg_rt.options.run_rows import RUN_OPTIONS
 from zsseg_rt.outputs.meaning import CLASS_MAP
 from zsseg_rt.outputs.plan import next_run_directory
@@ -97,6 +98,10 @@ def run_segment(args) -> int:
         except KeyboardInterrupt:  # Ctrl-C raised inside a call: what was done is said as at the end
             if getattr(session, "speed", None) is not None and session.speed.images:  # (none before the model)
                 _closing_lines(args, session, lines, target, class_map)
+            raise
+        except OutputWriteError:  # a full disk stopped the run: --json's results of the images written, as before
+            if args.json:
+                lines.print_json(session.skipped)
             raise
     finally:
         if args.output is None:
