@@ -64,6 +64,8 @@ def test_save_json_holds_every_images_label_map_as_pycocotools_reads_it(tmp_path
         np.testing.assert_array_equal(maps[photo], labels)
         unknown += int((labels == 255).sum())
     assert unknown > 0, "control: the threshold left some pixels unknown"
+    # one image entry per photo: its path, height and width (not the Session's source name "images" and its number)
+    assert [sorted(image) for image in coco.dataset["images"]] == [["file_name", "height", "id", "width"]] * 2
     speed = [line for line in said.out.splitlines() if line.startswith("Speed: ")]
     assert (
         len(speed) == 1

@@ -19,7 +19,7 @@ class CocoSink(FrameSink):
     """A sink of results shared by every source: frame ``N`` (its number by presentation time, as the run's other
         outputs name it) of source ``front`` is the image ``front/frame_00000N.png`` (``frame_file_name``; with ``source``
         and ``frame`` in its entry); an image folder's frame is its image file's path, a file annotation tools open; ``videos`` (``zsseg segment``'s
-    names): a video file's frame is ``STEM/frame_00000N.png`` of the file's path, with ``frame`` and ``video``. ``finish()`` writes the document into ``staged`` (a ``StagedFile``: its
+    names): a video file's frame is ``STEM/frame_00000N.png`` of the file's path, with ``frame`` and ``video``, and a photo's entry is its path alone. ``finish()`` writes the document into ``staged`` (a ``StagedFile``: its
         temporary name; the plan's commit puts it in place, its abort removes it)."""
 
     def __init__(
@@ -49,6 +49,9 @@ class CocoSink(FrameSink):
             self.masks.add(result.labels, result.class_names, file_name, unknown, found, **frame.details)
             return
         stream, index = int(getattr(frame, "stream", 0)), int(frame.index)
+        if self.videos and getattr(frame, "path", None) is not None:  # zsseg segment's photo: its path alone
+            self.masks.add(result.labels, result.class_names, frame.path, unknown, found)
+            return
         video = self.videos[stream] if stream < len(self.videos) else None
         if video is not None and getattr(frame, "path", None) is None:  # STEM/frame_000042.png of its video file
             name = frame_file_name(os.path.splitext(video)[0], index)
