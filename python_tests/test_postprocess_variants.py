@@ -125,7 +125,9 @@ def test_the_check_wants_nan_where_the_cpu_has_it_and_numbers_elsewhere():
 def test_the_program_checks_and_times_every_candidate(tmp_path, capsys):
     testing = cuda_testing()
     before = testing.segment_windows_variant()
-    rc = pv.main(["--out", str(tmp_path), "--scale", "8", "--calls", "2", "--rounds", "1", "--classes", "20,30"])
+    # one launch per timed sample (--calls 1): on the emulated build under ASan the launches are most of the run's
+    # CPU time (108 -> 72 here); each candidate is still checked apart, then launched and timed on every case
+    rc = pv.main(["--out", str(tmp_path), "--scale", "8", "--calls", "1", "--rounds", "1", "--classes", "20,30"])
     report = json.loads((tmp_path / "postprocess_variants.json").read_text())
     assert rc == 0, capsys.readouterr().out
     assert testing.segment_windows_variant() == before  # the default restored
@@ -157,13 +159,14 @@ def test_a_variant_whose_check_process_dies_is_reported_failed_and_not_timed(tmp
     exit, never timed or recommended; the default's results are kept and the run says so (exit 0)."""
     real = pv.checked_apart
 
-    def dying(names, cases, scale, folder):
-        found = real(names, cases, scale, folder)
+    def dying(names, cases, scale, folder):  # the others checked apart for real; columns' process "died"
+        assert "columns" in names, names
+        found = real([n for n in names if n != "columns"], cases, scale, folder)
         found["columns"] = {k: {"pass": False, "error": "the check's process ended with -11: "} for k in cases}
         return found
 
     monkeypatch.setattr(pv, "checked_apart", dying)
-    rc = pv.main(["--out", str(tmp_path), "--scale", "8", "--calls", "2", "--rounds", "1", "--classes", "20"])
+    rc = pv.main(["--out", str(tmp_path), "--scale", "8", "--calls", "1", "--rounds", "1", "--classes", "20"])
     report = json.loads((tmp_path / "postprocess_variants.json").read_text())
     assert rc == 0
     for rows in report["cases"]["20"].values():
