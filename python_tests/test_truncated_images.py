@@ -213,3 +213,21 @@ def test_a_complete_jpeg_with_extraneous_bytes_is_decoded_silently(tmp_path, cap
     path.write_bytes(clean[:app0_end] + b"\x00\x00\x00" + clean[app0_end:])
     assert np.array_equal(read_image_bgr(str(path)), _photo())
     assert not any(noise in capfd.readouterr().err for noise in DECODER_NOISE)
+
+
+def test_zsseg_segment_counts_a_damaged_image_given_twice_twice(tiny_bundle, bad_images, tmp_path, capsys):
+    """The same damaged file given twice is two failed images: two "error" entries in --json, "2 of 3 images failed"
+    (on the Session it was one entry and "1 of 3": the source counted a skipped path once, as for a loop's laps)."""
+    from zsseg_rt import cli
+
+    bad, good = bad_images["jpeg"], bad_images["good"]
+    argv = ["segment", bad, good, bad, "--bundle", tiny_bundle, "--classes", "cat,dog", "--backend", "onnxruntime"]
+    code = cli.main([*argv, "-o", str(tmp_path / "o"), "--json"])
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert code == 1 and sorted(("error" in row, row["image"]) for row in rows) == [
+        (False, good),
+        (True, bad),
+        (True, bad),
+    ]
+    assert "zsseg segment: 2 of 3 images failed (see above)" in captured.err.splitlines(), captured.err

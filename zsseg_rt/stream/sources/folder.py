@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Type
 
 import numpy as np
 
@@ -35,6 +35,7 @@ class ImageFolderSource(FrameSource):
         self.allow_partial = bool(allow_partial)
         self.fit = bool(fit)
         self.skipped: List[Tuple[str, str]] = []  # (an image's path, why it was skipped), in the order read, once each
+        self._skipped_keys: Set[Any] = set()  # what "once each" counts (:meth:`_skip_key`)
         self.images_read = 0  # the images it tried to read, the skipped ones too, over every open() (a loop's laps)
         self.resized: Dict[str, Dict[str, List[int]]] = {}  # an image read resized (fit): {"from": [w, h], "to": ...}
         self.folder = folder
@@ -61,6 +62,10 @@ class ImageFolderSource(FrameSource):
             raise SourceError(f"image folder {self.folder!r} has no images ({', '.join(IMAGE_EXTENSIONS)})")
         return paths
 
+    def _skip_key(self, path: str) -> Any:
+        """What a skipped image is counted once by: its path (a folder read again, a loop's next lap)."""
+        return path
+
     def open(self) -> None:
         self._paths = self.listing()
         self.frame_count = len(self._paths)
@@ -83,7 +88,8 @@ class ImageFolderSource(FrameSource):
             except ImageReadError as exc:
                 if not isinstance(exc, ImageTooLargeError):
                     self.decode_errors += 1  # a damaged image (one over the pixel limit is not)
-                if all(path != seen for seen, _ in self.skipped):  # once, however many laps of a loop read it
+                if self._skip_key(path) not in self._skipped_keys:  # once, however many laps of a loop read it
+                    self._skipped_keys.add(self._skip_key(path))
                     self.skipped.append((path, str(exc)))
                 log.warning("skipped %s: %s", path, exc)  # "skipped PATH: why", as zsseg segment says it
                 continue

@@ -46,6 +46,10 @@ class ImageFilesSource(ImageFolderSource):
         self.name = f"images:{pattern}{more}"
         self._said_left_out = False  # the warning naming the files a glob matches that are no images: once
 
+    def _skip_key(self, path: str) -> Any:
+        """The files given: each place in their list (a file given twice that fails is two failed images)."""
+        return (self._index - 1, path) if self.paths is not None else path
+
     def listing(self) -> List[str]:
         """The files of the pattern: the one image, or the glob's image files in name order (the others it matches
         left out, named in one warning).
