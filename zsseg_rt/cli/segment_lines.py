@@ -102,13 +102,26 @@ class ImageLines:
             print(f"zsseg segment: note: {note}", file=sys.stderr)
 
     def print_json(self, skipped: Sequence[Any]) -> None:
-        """The entries and each skipped image's ``{"image", "error"}``, in the inputs' order."""
-        order: Dict[str, int] = {}
+        """The entries and each skipped image's ``{"image", "error"}``, in the inputs' order: the k-th time a path
+        is met (written or skipped; a video's frames once, until its numbers start again) takes its k-th place."""
+        places: Dict[str, List[int]] = {}
         for place, image in enumerate(self.images):
-            order.setdefault(os.path.realpath(image), place)
+            places.setdefault(os.path.realpath(image), []).append(place)
         entries = self.entries + [{"image": path, "error": why} for path, why in skipped]
-        entries.sort(key=lambda entry: order.get(os.path.realpath(entry["image"]), len(order)))
-        print(json.dumps(entries, indent=1))
+        taken: Dict[str, int] = {}  # a path's places used so far
+        last_frame: Dict[str, int] = {}
+        keys = []
+        for entry in entries:
+            real = os.path.realpath(entry["image"])
+            frame = entry.get("frame")
+            again = frame is None or frame <= last_frame.get(real, -1)  # a new time the path is met
+            if frame is not None:
+                last_frame[real] = frame
+            taken[real] = taken.get(real, 0) + (1 if again or real not in taken else 0)
+            own = places.get(real) or [len(self.images)]
+            keys.append(own[min(taken[real], len(own)) - 1])
+        ordered = [entry for _key, _index, entry in sorted(zip(keys, range(len(entries)), entries))]
+        print(json.dumps(ordered, indent=1))
 
 
 def _source_path(session: Any, stream: int) -> str:
