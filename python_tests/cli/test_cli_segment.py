@@ -229,6 +229,8 @@ def test_existing_outputs_are_never_replaced_silently(tmp_path, tiny_bundle, cap
     before = overlay.stat().st_mtime_ns
     code, out = _segment(argv, capsys)
     assert code == 1 and "--overwrite" in out.err and overlay.stat().st_mtime_ns == before
+    # segment's own advice (it picks a new folder itself when -o is left out), not the plan's "choose another folder"
+    assert out.err.rstrip().endswith("or leave out -o to write into a new numbered folder under runs/segment"), out.err
     assert _segment([*argv, "--overwrite"], capsys)[0] == 0
     single = str(tmp_path / "single.png")
     assert _segment([photo, "--bundle", tiny_bundle, "--classes", "a,b", "-o", single], capsys)[0] == 0

@@ -44,7 +44,7 @@ from zsseg_rt.console.run_arguments import in_flag_words, run_values
 from zsseg_rt.io_safety import OutputWriteError
 from zsseg_rt.options.run_rows import RUN_OPTIONS
 from zsseg_rt.outputs.meaning import CLASS_MAP
-from zsseg_rt.outputs.plan import next_run_directory
+from zsseg_rt.outputs.plan import OutputRefused, next_run_directory
 from zsseg_rt.outputs.views import VIEWS, one_image_files, view_kinds
 
 __all__ = ["add_command", "expand_inputs", "next_run_directory", "run_segment", "labels_path", "VIEWS", "RUNS_DIR"]
@@ -95,6 +95,14 @@ def run_segment(args) -> int:
         try:
             with in_flag_words(), said_in_segment_words():
                 code = session.run()
+        except OutputRefused as exc:  # the plan's advice in segment's words (it picks a folder when -o is left out)
+            said = str(exc)
+            for tail in (", or choose another folder", ", or choose another file"):
+                if args.output is not None and said.endswith(tail):
+                    said = (
+                        said[: -len(tail)] + f", or leave out -o to write into a new numbered folder under {RUNS_DIR}"
+                    )
+            raise OutputRefused(said, exc.path, exc.errno) from None
         except KeyboardInterrupt:  # Ctrl-C raised inside a call: what was done is said as at the end
             if getattr(session, "speed", None) is not None and session.speed.images:  # (none before the model)
                 _closing_lines(args, session, lines, target, class_map)
