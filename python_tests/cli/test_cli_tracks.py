@@ -74,6 +74,11 @@ def test_tracks_out_over_two_sequences_is_refused(tmp_path, tiny_bundle, capsys)
     err = capsys.readouterr().err
     assert "holds one sequence of frames, and these inputs are 2" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "t.txt").exists()
+    # one video given twice is two sequences too (its frame numbers start again): segment's words, before the model
+    argv = [clips[0], clips[0], *argv[2:]]
+    assert cli.main(["segment", *argv]) == 1
+    err = capsys.readouterr().err
+    assert "holds one sequence of frames, and these inputs are 2" in err and len(err.strip().splitlines()) == 1, err
 
 
 def _image(path, height, width, seed=0) -> str:

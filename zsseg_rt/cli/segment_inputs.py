@@ -111,9 +111,11 @@ def expand_inputs(sources: Sequence[str]) -> List[str]:
 
 
 def refuse_several_sequences(args, images: Sequence[str]) -> None:
-    """--tracks-out FILE holds one sequence: one video file, or the images of one folder (:func:`sequence_of`)."""
+    """--tracks-out FILE holds one sequence: one video file, or the images of one folder (:func:`sequence_of`); a video
+    given twice is two (its frame numbers start again)."""
     if getattr(args, "tracks_out", None):
-        sequences = list(dict.fromkeys(sequence_of(image) for image in images))
+        keys = [(sequence_of(path), place if is_video(path) else -1) for place, path in enumerate(images)]
+        sequences = [sequence for sequence, _ in dict.fromkeys(keys)]
         if len(sequences) > 1:
             shown = ", ".join(sequences[:3]) + (f" and {len(sequences) - 3} more" if len(sequences) > 3 else "")
             raise CliError(
