@@ -227,13 +227,18 @@ class FoxgloveSink(RobotSink):
         if self.closed:
             return
         self.closed = True
-        for channel in self._channels.values():
-            channel.close()
+        # The server first, its channels after: foxglove-sdk's Channel.close() holds the GIL while it waits for the
+        # context's lock, and a server thread that holds that lock to call Python (the listener, a log line through
+        # Python's logging) waits for the GIL: closing the channels of a running server deadlocked once in CI (a viewer
+        # leaving as the sink closed). Stopped and waited for here (the sleeps release the GIL, so a call in flight
+        # ends), the server holds the lock no more when the channels close.
         self._server.stop()
-        logging.getLogger(_SDK_SERVER_LOG).removeFilter(self._refused)
         deadline = time.monotonic() + STOP_SECONDS
         while not _bindable(self.host, self.port) and time.monotonic() < deadline:
             time.sleep(0.01)
+        for channel in self._channels.values():
+            channel.close()
+        logging.getLogger(_SDK_SERVER_LOG).removeFilter(self._refused)
 
     def describe(self) -> Dict[str, Any]:
         """What was served (``--stats-json`` "outputs")."""
