@@ -32,6 +32,8 @@ class _FakeRay:
 def test_init_ray_quiet_unless_asked(monkeypatch, wanted):
     fake = _FakeRay()
     monkeypatch.setattr(scale, "import_ray", lambda loopback=False: fake)
+    # no watchdog for a cluster that never starts: it looked for one in /proc twice a second until the session's end
+    monkeypatch.setattr(scale, "_start_cluster_reaper", lambda: None)
     for name in ("RAY_BACKEND_LOG_LEVEL", "RAY_DATA_LOGGING_CONFIG", "RAY_ADDRESS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(scale.RAY_LOGS_ENV, wanted)

@@ -103,6 +103,20 @@ def test_serve_checks_before_ray(no_ray, capsys, tiny_bundle):
         assert stop.value.code == 2 and "--port: expected a TCP port number 1..65535" in capsys.readouterr().err
 
 
+def test_a_refused_serve_leaves_the_callers_ray_running(no_ray, capsys, monkeypatch):
+    """``cli.main(["serve", ...])`` in a process connected to Ray (the caller's cluster: the scale tests' session
+    cluster) refused its arguments and then shut that Ray down; Ray's auto-init started another cluster, with Ray's
+    defaults, at the next test that used it (16-22 CPU-s of the first cluster reaped inside this file's argument
+    checks in CI)."""
+    import ray
+
+    shutdowns: list = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "shutdown", lambda *a, **k: shutdowns.append("ray.shutdown"))
+    _one_line(capsys, ["serve", "--classes", "cat", "--bundle", "/nonexistent"], "bundle directory not found")
+    assert shutdowns == []
+
+
 def _reader(stream, lines: "queue.Queue[str]"):
     for line in iter(stream.readline, ""):
         lines.put(line)

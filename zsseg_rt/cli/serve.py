@@ -85,7 +85,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT)
         if signal.getsignal(sig) != signal.SIG_IGN  # an ignored Ctrl-C (nohup) stays ignored
     }
-    started: dict = {}
+    started: dict = {"ray_before": _ray_running()}  # a Ray the caller runs (cli.main in its process) is not ours
     stopped_by = None
     try:
         try:
@@ -101,6 +101,15 @@ def _run_serve(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     print("zsseg serve: stopped", flush=True)
     return 0 if stopped_by is None else exit_code_for_signal(stopped_by)  # 143 after SIGTERM, 130 after Ctrl-C
+
+
+def _ray_running() -> bool:
+    """Whether this process is connected to Ray already (without importing it: an import here would come before
+    ``init_ray`` could keep a new local cluster on loopback)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 def _start_and_serve(args: argparse.Namespace, started: dict) -> None:
@@ -147,7 +156,10 @@ def _shut_down(args: argparse.Namespace, started: dict) -> None:
     it still listened, so the requests arriving then got Ray's plain-text 404. serve.shutdown() would
     only add Ray's noise there: the controller's graceful_shutdown call ends by design with the controller's own ray.kill,
     which the raylet reports to the terminal as a failed call "to be retried". On a cluster of its own (--address),
-    Serve is shut down there (if this command started it). Ray is left explicitly, not at the interpreter's exit."""
+    Serve is shut down there (if this command started it). Ray is left explicitly, not at the interpreter's exit;
+    a Ray this process was connected to before the command (``cli.main`` called where Ray runs) is the caller's and
+    stays up, also when the command is refused before Ray starts (it was shut down: the scale tests' session cluster,
+    which Ray's auto-init then started again with its own defaults)."""
     import sys
 
     ray = sys.modules.get("ray")
@@ -156,7 +168,7 @@ def _shut_down(args: argparse.Namespace, started: dict) -> None:
     if started.get("serve"):
         from ray import serve
 
-        if local_cluster(args.address):
+        if local_cluster(args.address) and not started.get("ray_before"):
             from zsseg_rt.scale.serve_stop import stop_accepting
 
             busy = stop_accepting()
@@ -166,7 +178,8 @@ def _shut_down(args: argparse.Namespace, started: dict) -> None:
                 )
         else:
             serve.shutdown()
-    ray.shutdown()
+    if not started.get("ray_before"):
+        ray.shutdown()
 
 
 def add_command(subparsers) -> argparse.ArgumentParser:
