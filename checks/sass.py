@@ -277,11 +277,18 @@ def compile_cubin(source: Path, arch: str, out_dir: Path, extra: Sequence[str] =
     return cubin, result.stderr + result.stdout
 
 
+_DISASSEMBLED: Dict[str, Dict[str, Function]] = {}  # this process's, by the cubin's sha256 (read-only Functions)
+
+
 def disassemble(cubin: Path) -> Dict[str, Function]:
-    result = subprocess.run([find_cuobjdump(), "-sass", str(cubin)], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"cuobjdump failed for {cubin.name}:\n{result.stderr[-2000:]}")
-    return parse_sass(result.stdout)
+    """The SASS functions of ``cubin``; a cubin disassembled before in this process (its bytes) is not again."""
+    key = hashlib.sha256(cubin.read_bytes()).hexdigest()
+    if key not in _DISASSEMBLED:
+        result = subprocess.run([find_cuobjdump(), "-sass", str(cubin)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"cuobjdump failed for {cubin.name}:\n{result.stderr[-2000:]}")
+        _DISASSEMBLED[key] = parse_sass(result.stdout)
+    return dict(_DISASSEMBLED[key])
 
 
 # ---- the assertions -----------------------------------------------------------------------------------------------
