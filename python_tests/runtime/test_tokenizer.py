@@ -67,3 +67,22 @@ def test_combining_ypogegrammeni_is_dropped_like_open_clip(tokenizers):
     ref, ours = tokenizers
     for text in ["Í\x85", "a\u0345b", "x\u0345 y\u0345", "\u0345"]:
         np.testing.assert_array_equal(ours([text]), ref([text]).numpy().astype(np.int32))
+
+
+def test_a_tokenizer_file_is_read_by_its_content(tokenizers, tmp_path):
+    """ClipTokenizer parses a file's content once per process (every Engine, export check and gate of a bundle or
+    its copies reads the same tokenizer.json): a copy elsewhere gives the same ids, and a file rewritten in place
+    with another vocabulary gives that vocabulary's ids, never the first one's (parsed files are keyed by their
+    bytes, not their path)."""
+    reference, tokenizer = tokenizers
+    first, copy = tmp_path / "first.json", tmp_path / "copy" / "tokenizer.json"
+    build_tokenizer_json(reference.encoder, reference.bpe_ranks, str(first))
+    copy.parent.mkdir()
+    copy.write_bytes(first.read_bytes())
+    assert np.array_equal(ClipTokenizer(str(first))(FIXED), tokenizer(FIXED))
+    assert np.array_equal(ClipTokenizer(str(copy))(FIXED), tokenizer(FIXED))
+    # another vocabulary at the same path: without the merges that make "cat" one token, it is spelled in pieces
+    ranks = {pair: rank for pair, rank in reference.bpe_ranks.items() if "".join(pair) not in ("ca", "cat</w>")}
+    build_tokenizer_json(reference.encoder, ranks, str(copy))
+    cat = ClipTokenizer(str(copy))(["cat"])[0]
+    assert np.count_nonzero(cat) > np.count_nonzero(tokenizer(["cat"])[0]) == 3  # start, cat, end

@@ -14,7 +14,10 @@ engine does not), and that text's ids can differ too.
 
 from __future__ import annotations
 
+import hashlib
 import html
+import threading
+from collections import OrderedDict
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -68,13 +71,44 @@ def clean_text(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
+# Parsed tokenizer files of this process by their content's sha256, the most recent last: building the BPE model
+# from a CLIP tokenizer.json takes ~0.16 CPU-s, and every Engine, export check and accuracy gate of a bundle (or of
+# a copy of it) reads the same file. A parsed tokenizer is only read (encode, token_to_id), never changed, so the
+# ClipTokenizers of one content share it.
+_PARSED: "OrderedDict[str, object]" = OrderedDict()
+_PARSED_MOST = 4
+_PARSED_LOCK = threading.Lock()
+
+
+def _parsed_tokenizer(tk, tokenizer_json: str):
+    """``tokenizers.Tokenizer`` of ``tokenizer_json``, parsed once per content in this process; an unreadable file
+    is left to ``Tokenizer.from_file`` (its error, as before)."""
+    try:
+        with open(tokenizer_json, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return tk.Tokenizer.from_file(tokenizer_json)
+    key = hashlib.sha256(data).hexdigest()
+    with _PARSED_LOCK:
+        tok = _PARSED.get(key)
+        if tok is not None:
+            _PARSED.move_to_end(key)
+            return tok
+    tok = tk.Tokenizer.from_buffer(data)
+    with _PARSED_LOCK:
+        _PARSED[key] = tok
+        while len(_PARSED) > _PARSED_MOST:
+            _PARSED.popitem(last=False)
+    return tok
+
+
 class ClipTokenizer:
     """Tokenises prompts into ``[P, context_length]`` int32 ids exactly like open_clip's ``tokenize``."""
 
     def __init__(self, tokenizer_json: str, context_length: int = 77):
         tk = _tokenizers()
         try:
-            self._tok = tk.Tokenizer.from_file(tokenizer_json)
+            self._tok = _parsed_tokenizer(tk, tokenizer_json)
         except Exception as exc:  # noqa: BLE001 - the tokenizers library raises its own untyped Exception
             from zsseg_rt.errors import BundleError
 
