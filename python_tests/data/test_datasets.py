@@ -212,6 +212,32 @@ def test_synthetic_generator_is_deterministic_and_labelled():
     assert reduce_zero_label(np.array([0, 1, 20, 255], np.uint8)).tolist() == [255, 0, 19, 255]
 
 
+def test_synthetic_dataset_keeps_its_samples_and_hands_out_copies(monkeypatch):
+    """A SyntheticDataset makes each sample once (a training run reads each many times) and every load is the
+    generator's arrays, as a copy: a caller changing what it got changes no later load; past
+    ``SAMPLE_CACHE_BYTES`` nothing is kept."""
+    import zsseg_rt.data.synthetic as synthetic
+
+    made = []
+    real = synthetic.make_synthetic_sample
+    monkeypatch.setattr(synthetic, "make_synthetic_sample", lambda *a: made.append(a[1]) or real(*a))
+    ds = SyntheticDataset(length=4, size=(16, 24), num_classes=5, seed=3)
+    for _ in range(3):
+        for i in (2, 0, 2):
+            rgb, label = ds.load(i)
+            exp_rgb, exp_label = real(3, i, (16, 24), 5)
+            assert rgb.shape == (16, 24, 3) and (rgb == exp_rgb).all() and (label == exp_label).all()
+            rgb[:] = 0  # the caller's copy
+            label[:] = 255
+    assert made == [2, 0]
+    monkeypatch.setattr(synthetic, "SAMPLE_CACHE_BYTES", 4 * 16 * 24 * 4 - 1)
+    made.clear()
+    big = SyntheticDataset(length=4, size=(16, 24), num_classes=5, seed=3)
+    for i in (1, 1):
+        assert (big.load(i)[0] == real(3, i, (16, 24), 5)[0]).all()
+    assert made == [1, 1]
+
+
 # ------------------------------------------------------------------ official tables, restated independently
 def _official_visiable_mask(seen_classes):
     """ZegCLIP models/segmentor/zegclip.py ``_visiable_mask`` + decode_seg ``gt[gt == -1] = 255``, verbatim."""

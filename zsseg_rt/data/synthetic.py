@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -48,6 +48,8 @@ _COLORS = np.array(
     ],
     np.float32,
 )
+# SyntheticDataset keeps its samples when they all fit in this many bytes (RGB + label, uint8)
+SAMPLE_CACHE_BYTES = 64 * 2**20
 _TEXTURES = ["flat", "flat", "noise", "flat", "stripes", "checker", "dots", "bricks"]
 
 
@@ -130,6 +132,12 @@ class SyntheticDataset(SegmentationDataset):
         )
         self.size = (int(size[0]), int(size[1]))
         self.seed = int(seed)
+        # Samples are pure functions of (seed, index): a training run reads each one many times (the tiny recipes:
+        # 64 samples, 8 a step for hundreds of steps), so they are made once and kept, when all of them fit in
+        # SAMPLE_CACHE_BYTES; every load hands out copies (callers may change what they get).
+        self._samples: Optional[Dict[int, Tuple[np.ndarray, np.ndarray]]] = (
+            {} if len(self) * self.size[0] * self.size[1] * 4 <= SAMPLE_CACHE_BYTES else None
+        )
 
     def image_id(self, index: int) -> str:
         return f"synthetic_{self.seed}_{index:05d}"
@@ -137,7 +145,12 @@ class SyntheticDataset(SegmentationDataset):
     def load(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
-        return make_synthetic_sample(self.seed, index, self.size, self.num_classes)
+        if self._samples is None:
+            return make_synthetic_sample(self.seed, index, self.size, self.num_classes)
+        sample = self._samples.get(index)
+        if sample is None:
+            sample = self._samples[index] = make_synthetic_sample(self.seed, index, self.size, self.num_classes)
+        return sample[0].copy(), sample[1].copy()
 
 
 def synthetic_dataset(**kw) -> SyntheticDataset:
