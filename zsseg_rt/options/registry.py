@@ -21,10 +21,40 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import os
+import sys
 import typing
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set
 
 __all__ = ["Registry", "did_you_mean"]
+
+
+# importlib.metadata.entry_points(group=...) reads the entry_points.txt of every installed distribution (8.5 ms here),
+# and every Engine() reads the backends' group 3 times (its option checks): the answer is kept per group while the
+# path is the same, its entries and their modification times (a distribution installed or removed changes its
+# folder's, which is how importlib.metadata itself notices one; an entry_points.txt edited in place is not seen).
+_ENTRY_POINTS: Dict[str, tuple] = {}
+
+
+def _path_state() -> tuple:
+    state: List[tuple] = []
+    for entry in sys.path:
+        where = os.path.abspath(entry or ".")  # "" is the current directory, whichever it is now
+        try:
+            state.append((where, os.stat(where).st_mtime_ns))
+        except OSError:
+            state.append((where, None))
+    return tuple(state)
+
+
+def _group_entry_points(group: str) -> tuple:
+    from importlib.metadata import entry_points
+
+    state = _path_state()
+    known = _ENTRY_POINTS.get(group)
+    if known is None or known[0] != state:
+        known = _ENTRY_POINTS[group] = (state, tuple(entry_points(group=group)))
+    return known[1]
 
 
 def did_you_mean(given: str, known: Iterable[str]) -> str:
@@ -164,9 +194,7 @@ class Registry(typing.Generic[T]):
         """The group's entry points not loaded yet (none without a group)."""
         if self.group is None:
             return []
-        from importlib.metadata import entry_points
-
-        return [entry for entry in entry_points(group=self.group) if entry.name not in self._loaded]
+        return [entry for entry in _group_entry_points(self.group) if entry.name not in self._loaded]
 
     def load(self, entry: Any) -> None:
         """Register what the entry point ``entry`` names (``load``, else its object is the row), once."""
