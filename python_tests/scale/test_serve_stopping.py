@@ -142,3 +142,31 @@ def test_shut_down_drains_and_never_deletes_the_route_while_the_proxy_listens(mo
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     serve_cli._shut_down(argparse.Namespace(address=None), {"serve": True})
     assert calls == [("stop_accepting",), ("ray.shutdown",)], calls
+
+
+def test_shut_down_on_the_callers_ray_ends_only_the_serve_it_started(monkeypatch):
+    """``cli.main(["serve", ...])`` in a process connected to Ray before the command (``started["ray_before"]``): the
+    Serve it started is shut down, the caller's Ray is left running (neither drained as the private cluster's whole
+    nor ray.shutdown())."""
+    from zsseg_rt.scale import LOOPBACK_ENV
+
+    os.environ[LOOPBACK_ENV] = "0"  # before the first import of ray (as conftest.ray_cluster)
+    pytest.importorskip("ray", reason="the serve tests need the 'scale' extra (ray[data,serve])")
+    import zsseg_rt.scale.serve  # noqa: F401 - imported with the real Ray, as it is by the time serve stops
+    from zsseg_rt.cli import serve as serve_cli
+    from zsseg_rt.scale import serve_stop
+
+    calls = []
+    fake_serve = types.SimpleNamespace(shutdown=lambda: calls.append(("serve.shutdown",)))
+    fake_ray = types.SimpleNamespace(
+        is_initialized=lambda: True, shutdown=lambda: calls.append(("ray.shutdown",)), serve=fake_serve
+    )
+    monkeypatch.setitem(sys.modules, "ray", fake_ray)
+    monkeypatch.setitem(sys.modules, "ray.serve", fake_serve)
+    monkeypatch.setattr(serve_stop, "stop_accepting", lambda: calls.append(("stop_accepting",)) or [])
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    serve_cli._shut_down(argparse.Namespace(address=None), {"serve": True, "ray_before": True})
+    assert calls == [("serve.shutdown",)], calls
+    calls.clear()
+    serve_cli._shut_down(argparse.Namespace(address=None), {"ray_before": True})  # refused before Serve started
+    assert calls == [], calls
